@@ -1,0 +1,280 @@
+// CPU kernel of Research>MaskTokens. Rows are independent: each row draws from its own Philox
+// stream (the seed's key, the counter advanced by row << 32), so the result does not depend on how
+// rows are sharded over threads.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/lib/random/philox_random.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+namespace research {
+namespace {
+
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using ::tensorflow::TensorShape;
+using ::tensorflow::random::PhiloxRandom;
+
+// Draws uint32 values from one Philox stream, four per generator call.
+class RowRandom {
+ public:
+  RowRandom(uint64_t key, uint64_t counter, int64_t row) : philox_(key, counter) {
+    philox_.Skip(static_cast<uint64_t>(row) << 32);
+  }
+
+  uint32_t NextUint32() {
+    if (used_ == 4) {
+      block_ = philox_();
+      used_ = 0;
+    }
+    return block_[used_++];
+  }
+
+  // Uniform in [0, n) for n <= 2^32, by multiply-shift.
+  int64_t Uniform(int64_t n) {
+    return static_cast<int64_t>((static_cast<uint64_t>(NextUint32()) * static_cast<uint64_t>(n)) >> 32);
+  }
+
+  // Uniform float in [0, 1) with 24 bits of resolution.
+  float UniformFloat() { return static_cast<float>(NextUint32() >> 8) * (1.0f / 16777216.0f); }
+
+ private:
+  PhiloxRandom philox_;
+  PhiloxRandom::ResultType block_;
+  int used_ = 4;
+};
+
+class MaskTokensOp : public OpKernel {
+ public:
+  explicit MaskTokensOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("vocab_size", &vocab_size_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("mask_token_id", &mask_token_id_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("special_token_ids", &special_token_ids_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("max_predictions_per_seq", &max_predictions_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("mask_rate", &mask_rate_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("mask_prob", &mask_prob_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("random_prob", &random_prob_));
+    OP_REQUIRES(ctx, vocab_size_ >= 1,
+                absl::InvalidArgumentError(absl::StrCat("vocab_size must be >= 1, got ", vocab_size_)));
+    CheckRate(ctx, "mask_rate", mask_rate_);
+    CheckRate(ctx, "mask_prob", mask_prob_);
+    CheckRate(ctx, "random_prob", random_prob_);
+    OP_REQUIRES(ctx, mask_prob_ + random_prob_ <= 1.0f,
+                absl::InvalidArgumentError(absl::StrCat("mask_prob + random_prob must be <= 1, got ", mask_prob_,
+                                                        " + ", random_prob_, " = ", mask_prob_ + random_prob_)));
+    OP_REQUIRES(ctx, mask_token_id_ >= 0 && mask_token_id_ < vocab_size_,
+                absl::InvalidArgumentError(absl::StrCat("mask_token_id ", mask_token_id_,
+                                                        " is outside [0, vocab_size=", vocab_size_, ")")));
+    for (size_t i = 0; i < special_token_ids_.size(); ++i) {
+      const int32_t id = special_token_ids_[i];
+      OP_REQUIRES(ctx, id >= 0 && id < vocab_size_,
+                  absl::InvalidArgumentError(absl::StrCat("special_token_ids[", i, "] = ", id,
+                                                          " is outside [0, vocab_size=", vocab_size_, ")")));
+      OP_REQUIRES(ctx, id != mask_token_id_,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "special_token_ids[", i, "] = ", id, " is the mask_token_id; [MASK] is never selected nor ",
+                      "drawn as a random replacement on its own, so list only the other special ids")));
+    }
+    excluded_ = std::vector<int32_t>(special_token_ids_.begin(), special_token_ids_.end());
+    excluded_.push_back(mask_token_id_);
+    std::sort(excluded_.begin(), excluded_.end());
+    excluded_.erase(std::unique(excluded_.begin(), excluded_.end()), excluded_.end());
+    is_excluded_.assign(vocab_size_, false);
+    for (int32_t id : excluded_) is_excluded_[id] = true;
+    num_replacements_ = vocab_size_ - static_cast<int64_t>(excluded_.size());
+    OP_REQUIRES(ctx, random_prob_ == 0.0f || num_replacements_ > 0,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "random_prob is ", random_prob_, " but every id of vocab_size=", vocab_size_,
+                    " is special, so there is no id to draw a random replacement from")));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& token_ids = ctx->input(0);
+    const Tensor& seed = ctx->input(1);
+    OP_REQUIRES(ctx, token_ids.dims() == 2,
+                absl::InvalidArgumentError(absl::StrCat("token_ids must be rank 2 [batch, seq_len], got shape ",
+                                                        token_ids.shape().DebugString())));
+    OP_REQUIRES(ctx, seed.dims() == 1 && seed.NumElements() == 2,
+                absl::InvalidArgumentError(
+                    absl::StrCat("seed must be int64 [2], got shape ", seed.shape().DebugString())));
+    const bool whole_word = ctx->num_inputs() > 2;
+    if (whole_word) {
+      OP_REQUIRES(ctx, ctx->input(2).shape() == token_ids.shape(),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "word_starts must have the shape of token_ids ", token_ids.shape().DebugString(), ", got ",
+                      ctx->input(2).shape().DebugString())));
+    }
+    const int64_t batch = token_ids.dim_size(0);
+    const int64_t seq_len = token_ids.dim_size(1);
+    OP_REQUIRES(ctx, seq_len <= (int64_t{1} << 31) - 1,
+                absl::InvalidArgumentError(absl::StrCat("seq_len ", seq_len, " does not fit int32 positions")));
+    const auto ids = token_ids.matrix<int32_t>();
+    for (int64_t r = 0; r < batch; ++r) {
+      for (int64_t j = 0; j < seq_len; ++j) {
+        const int32_t id = ids(r, j);
+        OP_REQUIRES(ctx, id >= 0 && id < vocab_size_,
+                    absl::InvalidArgumentError(absl::StrCat("token_ids[", r, ", ", j, "] = ", id,
+                                                            " is outside [0, vocab_size=", vocab_size_, ")")));
+      }
+    }
+
+    Tensor* input_word_ids = nullptr;
+    Tensor* positions = nullptr;
+    Tensor* masked_ids = nullptr;
+    Tensor* weights = nullptr;
+    const TensorShape predictions_shape({batch, max_predictions_});
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, token_ids.shape(), &input_word_ids));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, predictions_shape, &positions));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, predictions_shape, &masked_ids));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, predictions_shape, &weights));
+
+    const auto seed_values = seed.vec<int64_t>();
+    const uint64_t key = static_cast<uint64_t>(seed_values(0));
+    const uint64_t counter = static_cast<uint64_t>(seed_values(1));
+    const bool* word_starts = whole_word ? ctx->input(2).flat<bool>().data() : nullptr;
+    const int32_t* in = token_ids.flat<int32_t>().data();
+    int32_t* out = input_word_ids->flat<int32_t>().data();
+    int32_t* out_positions = positions->flat<int32_t>().data();
+    int32_t* out_ids = masked_ids->flat<int32_t>().data();
+    float* out_weights = weights->flat<float>().data();
+
+    auto mask_rows = [&](int64_t begin, int64_t end) {
+      std::vector<int32_t> selected;
+      std::vector<int32_t> scratch;
+      std::vector<int32_t> word_lengths;
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t offset = r * seq_len;
+        RowRandom random(key, counter, r);
+        SelectPositions(in + offset, word_starts ? word_starts + offset : nullptr, seq_len, &random, &selected,
+                        &scratch, &word_lengths);
+        WriteRow(in + offset, selected, seq_len, &random, out + offset, out_positions + r * max_predictions_,
+                 out_ids + r * max_predictions_, out_weights + r * max_predictions_);
+      }
+    };
+    const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
+    ::tensorflow::Shard(workers->num_threads, workers->workers, batch, /*cost_per_unit=*/seq_len * 40, mask_rows);
+  }
+
+ private:
+  static void CheckRate(OpKernelConstruction* ctx, const char* name, float value) {
+    OP_REQUIRES(ctx, value >= 0.0f && value <= 1.0f,
+                absl::InvalidArgumentError(absl::StrCat(name, " must be in [0, 1], got ", value)));
+  }
+
+  // min(P, max(1, round(mask_rate * candidates))), 0 without candidates; rounding is half up.
+  int64_t NumToPredict(int64_t candidates) const {
+    if (candidates == 0) return 0;
+    const double wanted = std::floor(static_cast<double>(mask_rate_) * static_cast<double>(candidates) + 0.5);
+    return std::min<int64_t>(max_predictions_, std::max<int64_t>(1, static_cast<int64_t>(wanted)));
+  }
+
+  // Fills `selected` with the ascending positions to predict in one row.
+  void SelectPositions(const int32_t* ids, const bool* word_starts, int64_t seq_len, RowRandom* random,
+                       std::vector<int32_t>* selected, std::vector<int32_t>* scratch,
+                       std::vector<int32_t>* word_lengths) const {
+    selected->clear();
+    scratch->clear();
+    int64_t candidates = 0;
+    for (int64_t j = 0; j < seq_len; ++j) candidates += is_excluded_[ids[j]] ? 0 : 1;
+    const int64_t wanted = NumToPredict(candidates);
+    if (wanted == 0) return;
+    if (word_starts == nullptr) {
+      for (int64_t j = 0; j < seq_len; ++j) {
+        if (!is_excluded_[ids[j]]) scratch->push_back(static_cast<int32_t>(j));
+      }
+      for (int64_t i = 0; i < wanted; ++i) {  // partial Fisher-Yates: a uniform subset of size `wanted`
+        const int64_t pick = i + random->Uniform(candidates - i);
+        std::swap((*scratch)[i], (*scratch)[pick]);
+      }
+      selected->assign(scratch->begin(), scratch->begin() + wanted);
+    } else {
+      // A word starts at a flagged candidate or at a candidate that follows a non-candidate.
+      word_lengths->clear();
+      for (int64_t j = 0; j < seq_len; ++j) {
+        if (is_excluded_[ids[j]]) continue;
+        if (word_starts[j] || j == 0 || is_excluded_[ids[j - 1]]) {
+          scratch->push_back(static_cast<int32_t>(j));
+          word_lengths->push_back(1);
+        } else {
+          ++word_lengths->back();
+        }
+      }
+      const int64_t num_words = static_cast<int64_t>(scratch->size());
+      std::vector<int32_t> order(num_words);
+      for (int64_t w = 0; w < num_words; ++w) order[w] = static_cast<int32_t>(w);
+      for (int64_t w = num_words - 1; w > 0; --w) std::swap(order[w], order[random->Uniform(w + 1)]);
+      std::vector<int32_t> chosen_words;
+      int64_t total = 0;
+      for (int64_t w = 0; w < num_words && total < wanted; ++w) {
+        const int64_t length = (*word_lengths)[order[w]];
+        const int64_t next = total + length;
+        if (next <= max_predictions_ && std::llabs(next - wanted) < wanted - total) {
+          chosen_words.push_back(order[w]);
+          total = next;
+        }
+      }
+      selected->clear();
+      for (int32_t word : chosen_words) {
+        for (int32_t t = 0; t < (*word_lengths)[word]; ++t) selected->push_back((*scratch)[word] + t);
+      }
+    }
+    std::sort(selected->begin(), selected->end());
+  }
+
+  // Applies [MASK] / random id / keep to the selected positions and writes the row's outputs.
+  void WriteRow(const int32_t* ids, const std::vector<int32_t>& selected, int64_t seq_len, RowRandom* random,
+                int32_t* out, int32_t* out_positions, int32_t* out_ids, float* out_weights) const {
+    std::copy(ids, ids + seq_len, out);
+    const int64_t count = static_cast<int64_t>(selected.size());
+    for (int64_t i = 0; i < count; ++i) {
+      const int32_t position = selected[i];
+      const float u = random->UniformFloat();
+      if (u < mask_prob_) {
+        out[position] = static_cast<int32_t>(mask_token_id_);
+      } else if (u < mask_prob_ + random_prob_) {
+        out[position] = RandomReplacement(random);
+      }
+      out_positions[i] = position;
+      out_ids[i] = ids[position];
+      out_weights[i] = 1.0f;
+    }
+    for (int64_t i = count; i < max_predictions_; ++i) {
+      out_positions[i] = 0;
+      out_ids[i] = 0;
+      out_weights[i] = 0.0f;
+    }
+  }
+
+  // A uniform id among the non-excluded ones: the r-th allowed id, found by stepping over the sorted
+  // excluded ids.
+  int32_t RandomReplacement(RowRandom* random) const {
+    int64_t id = random->Uniform(num_replacements_);
+    for (int32_t excluded : excluded_) {
+      if (id >= excluded) ++id;
+    }
+    return static_cast<int32_t>(id);
+  }
+
+  int64_t vocab_size_ = 0;
+  int64_t mask_token_id_ = 0;
+  std::vector<int32_t> special_token_ids_;
+  int64_t max_predictions_ = 0;
+  float mask_rate_ = 0.f;
+  float mask_prob_ = 0.f;
+  float random_prob_ = 0.f;
+  std::vector<int32_t> excluded_;   // sorted, unique: the special ids and [MASK]
+  std::vector<bool> is_excluded_;   // [vocab_size]
+  int64_t num_replacements_ = 0;    // vocab_size - |excluded_|
+};
+
+REGISTER_KERNEL_BUILDER(Name("Research>MaskTokens").Device(::tensorflow::DEVICE_CPU), MaskTokensOp);
+
+}  // namespace
+}  // namespace research

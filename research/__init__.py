@@ -1,0 +1,1 @@
+"""A Gin-configured TensorFlow research codebase for BERT-style language models."""

@@ -1,0 +1,1 @@
+"""Tokenization, pretraining-record building and tf.data input pipelines."""

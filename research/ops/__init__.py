@@ -1,0 +1,12 @@
+"""Custom TensorFlow kernels (C++, built from ops/) and their pure-TensorFlow reference twins.
+
+Importing this package checks that the native library, when present, was built for the installed
+TensorFlow; the library itself loads lazily, on the first op that asks for it.
+"""
+from research.ops._loader import TensorFlowVersionMismatchError, check_tensorflow_version
+from research.ops.backend import BACKENDS
+from research.ops.mask_tokens import mask_tokens
+
+check_tensorflow_version()
+
+__all__ = ["BACKENDS", "TensorFlowVersionMismatchError", "mask_tokens"]
