@@ -117,14 +117,17 @@ def mask_tokens(token_ids, seed, *, vocab_size, mask_token_id, special_token_ids
 
 
 def _check_ids_in_range(token_ids, vocab_size):
+    """An assertion naming the first id outside [0, vocab_size) and its [row, col]."""
     bad = tf.logical_or(token_ids < 0, token_ids >= vocab_size)
-    seq_len = tf.shape(token_ids, out_type=tf.int64)[1]
-    first = tf.argmax(tf.reshape(tf.cast(bad, tf.int32), [-1]), output_type=tf.int64)
+    seq_len = tf.maximum(tf.shape(token_ids, out_type=tf.int64)[1], 1)
+    # A trailing sentinel keeps argmax and gather defined on empty batches.
+    flat_bad = tf.concat([tf.reshape(tf.cast(bad, tf.int32), [-1]), [0]], axis=0)
+    flat_ids = tf.concat([tf.reshape(token_ids, [-1]), [0]], axis=0)
+    first = tf.argmax(flat_bad, output_type=tf.int64)
     return tf.debugging.Assert(
         tf.logical_not(tf.reduce_any(bad)),
-        [f"token_ids outside [0, vocab_size={vocab_size}): first at [row, col] =", first // tf.maximum(seq_len, 1),
-         first % tf.maximum(seq_len, 1), "value",
-         tf.gather(tf.reshape(token_ids, [-1]), first)])
+        [f"token_ids outside [0, vocab_size={vocab_size}): first at [row, col] =", first // seq_len,
+         first % seq_len, "value", tf.gather(flat_ids, first)])
 
 
 def _mask_tokens_reference(token_ids, seed, word_starts, config):
@@ -157,16 +160,16 @@ def _mask_tokens_reference(token_ids, seed, word_starts, config):
     slots = order_key[:, :num_predictions]
     valid = slots < seq_len
     positions = tf.where(valid, slots, 0)
-    original = tf.gather(token_ids, positions, batch_dims=1)
+    # An extra column gives padding slots somewhere harmless to read from and write to.
+    widened = tf.concat([token_ids, tf.zeros([batch, 1], tf.int32)], axis=1)
+    original = tf.gather(widened, positions, batch_dims=1)
 
     uniform = tf.random.stateless_uniform([batch, num_predictions], seed=decision_seed)
     replacement = _random_replacements([batch, num_predictions], replacement_seed, config)
     new_values = tf.where(uniform < config.mask_prob, config.mask_token_id,
                           tf.where(uniform < config.mask_prob + config.random_prob, replacement, original))
-    # Padding slots write into an extra column that is cut off afterwards.
     scatter_columns = tf.where(valid, positions, seq_len)
     rows = tf.broadcast_to(tf.range(batch)[:, tf.newaxis], [batch, num_predictions])
-    widened = tf.concat([token_ids, tf.zeros([batch, 1], tf.int32)], axis=1)
     masked = tf.tensor_scatter_nd_update(widened, tf.stack([rows, scatter_columns], axis=-1), new_values)
     return (masked[:, :seq_len], positions, tf.where(valid, original, 0), tf.cast(valid, tf.float32))
 
