@@ -1,0 +1,117 @@
+"""tf.data pipeline for masked-LM pretraining: TFRecord shards of unmasked ids -> masked batches.
+
+Records hold `input_word_ids` and `input_type_ids` (int64 [seq_len]) and, in next-sentence mode,
+`next_sentence_labels` (int64 [1]), as written by `research.data.build_pretraining_data`. Masking
+happens here, per batch, with a seed that is a function of (seed, batch index): every epoch sees fresh
+masks, and the same step always sees the same masks.
+"""
+import dataclasses
+
+import tensorflow as tf
+
+from research import ops
+from research.data import features
+from research.data import tokenizer
+
+DEFAULT_SPECIAL_TOKEN_IDS = (tokenizer.PAD_ID, tokenizer.UNK_ID, tokenizer.CLS_ID, tokenizer.SEP_ID)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskingConfig:
+    """How `mask_tokens` masks each batch (see research/ops/mask_tokens.py)."""
+    vocab_size: int
+    max_predictions_per_seq: int = 20
+    mask_token_id: int = tokenizer.MASK_ID
+    special_token_ids: tuple = DEFAULT_SPECIAL_TOKEN_IDS
+    mask_rate: float = 0.15
+    mask_prob: float = 0.8
+    random_prob: float = 0.1
+    backend: str = "auto"
+
+
+def list_shards(file_pattern: str) -> list[str]:
+    """Sorted files matching a glob (or comma-separated globs); FileNotFoundError names the pattern."""
+    files = sorted({path for pattern in file_pattern.split(",") for path in tf.io.gfile.glob(pattern.strip())})
+    if not files:
+        raise FileNotFoundError(f"no pretraining records match {file_pattern!r}")
+    return files
+
+
+def pretrain_dataset(file_pattern: str, *, batch_size: int, seq_len: int, masking: MaskingConfig,
+                     is_training: bool = True, seed: int = 0, word_start_table=None,
+                     use_next_sentence_label: bool = False, shuffle_buffer_size: int = 10_000,
+                     input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """Builds the pretraining dataset.
+
+    Args:
+      file_pattern: glob of TFRecord shards.
+      batch_size: the global batch size; with `input_context` each pipeline batches its replica's share.
+      seq_len: length of the records' id vectors.
+      masking: the masking configuration.
+      is_training: shuffle files and records and repeat forever; otherwise one pass in file order,
+        keeping the last partial batch.
+      seed: base seed of shuffling and masking.
+      word_start_table: optional bool [vocab_size] (`Tokenizer.word_start_table()`); enables
+        whole-word masking.
+      use_next_sentence_label: also yield `next_sentence_labels` int32 [batch].
+      shuffle_buffer_size: records held by the shuffle buffer.
+      input_context: tf.distribute input context; each input pipeline reads its own shard of files.
+
+    Returns:
+      A dataset of dicts: `input_word_ids`, `input_mask`, `input_type_ids` int32 [batch, seq_len];
+      `masked_lm_positions`, `masked_lm_ids` int32 [batch, P]; `masked_lm_weights` float32 [batch, P].
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+    files = list_shards(file_pattern)
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if input_context is not None:
+        if len(files) < input_context.num_input_pipelines:
+            raise ValueError(f"{len(files)} shard(s) match {file_pattern!r}, fewer than the "
+                             f"{input_context.num_input_pipelines} input pipelines that each need one")
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    if is_training:
+        dataset = dataset.shuffle(len(files), seed=seed).repeat()
+    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if is_training:
+        dataset = dataset.shuffle(shuffle_buffer_size, seed=seed)
+    dataset = dataset.batch(batch_size, drop_remainder=is_training)
+    dataset = dataset.map(_record_parser(seq_len, use_next_sentence_label), num_parallel_calls=tf.data.AUTOTUNE)
+    table = None if word_start_table is None else tf.constant(word_start_table, tf.bool)
+    dataset = dataset.enumerate().map(_batch_masker(masking, seed, table), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _record_parser(seq_len, use_next_sentence_label):
+    spec = {features.INPUT_WORD_IDS: tf.io.FixedLenFeature([seq_len], tf.int64),
+            features.INPUT_TYPE_IDS: tf.io.FixedLenFeature([seq_len], tf.int64)}
+    if use_next_sentence_label:
+        spec[features.NEXT_SENTENCE_LABELS] = tf.io.FixedLenFeature([1], tf.int64)
+
+    def parse(serialized):
+        parsed = {name: tf.cast(value, tf.int32) for name, value in tf.io.parse_example(serialized, spec).items()}
+        if use_next_sentence_label:
+            parsed[features.NEXT_SENTENCE_LABELS] = parsed[features.NEXT_SENTENCE_LABELS][:, 0]
+        parsed[features.INPUT_MASK] = tf.cast(parsed[features.INPUT_WORD_IDS] != tokenizer.PAD_ID, tf.int32)
+        return parsed
+
+    return parse
+
+
+def _batch_masker(masking, seed, word_start_table):
+    def mask(step, batch):
+        ids = batch[features.INPUT_WORD_IDS]
+        word_starts = None if word_start_table is None else tf.gather(word_start_table, ids)
+        masked = ops.mask_tokens(
+            ids, tf.stack([tf.constant(seed, tf.int64), step]), vocab_size=masking.vocab_size,
+            mask_token_id=masking.mask_token_id, special_token_ids=masking.special_token_ids,
+            max_predictions_per_seq=masking.max_predictions_per_seq, mask_rate=masking.mask_rate,
+            mask_prob=masking.mask_prob, random_prob=masking.random_prob, word_starts=word_starts,
+            backend=masking.backend)
+        return {**batch, **masked}
+
+    return mask

@@ -1,0 +1,122 @@
+"""The pretraining tf.data pipeline: records of unmasked ids in, masked batches out."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from research.data import features, pretrain_input
+from research.data.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+
+SEQ_LEN = 16
+VOCAB = 200
+
+
+def write_shards(directory, num_shards=2, per_shard=10, seq_len=SEQ_LEN, next_sentence=False):
+    """Writes shards whose example k holds id 5 + k at position 1, so examples can be told apart."""
+    example_id = 0
+    for shard in range(num_shards):
+        path = directory / f"train-{shard:05d}-of-{num_shards:05d}.tfrecord"
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for _ in range(per_shard):
+                ids = [CLS_ID, 5 + example_id] + list(range(10, 10 + seq_len - 6)) + [SEP_ID] + [PAD_ID] * 3
+                feature = {features.INPUT_WORD_IDS: _int64(ids), features.INPUT_TYPE_IDS: _int64([0] * seq_len)}
+                if next_sentence:
+                    feature[features.NEXT_SENTENCE_LABELS] = _int64([example_id % 2])
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+                example_id += 1
+    return str(directory / "train-*.tfrecord")
+
+
+def _int64(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+MASKING = pretrain_input.MaskingConfig(vocab_size=VOCAB, max_predictions_per_seq=4)
+
+
+def test_training_batches_have_every_feature_with_its_shape_and_dtype(tmp_path):
+    pattern = write_shards(tmp_path)
+    batch = next(iter(pretrain_input.pretrain_dataset(pattern, batch_size=4, seq_len=SEQ_LEN, masking=MASKING)))
+    expected = {features.INPUT_WORD_IDS: (tf.int32, [4, SEQ_LEN]), features.INPUT_MASK: (tf.int32, [4, SEQ_LEN]),
+                features.INPUT_TYPE_IDS: (tf.int32, [4, SEQ_LEN]), features.MASKED_LM_POSITIONS: (tf.int32, [4, 4]),
+                features.MASKED_LM_IDS: (tf.int32, [4, 4]), features.MASKED_LM_WEIGHTS: (tf.float32, [4, 4])}
+    assert set(batch) == set(expected)
+    for name, (dtype, shape) in expected.items():
+        assert batch[name].dtype == dtype and batch[name].shape.as_list() == shape, name
+    np.testing.assert_array_equal(batch[features.INPUT_MASK].numpy()[:, -3:], 0)
+    np.testing.assert_array_equal(batch[features.INPUT_MASK].numpy()[:, :-3], 1)
+    # 11 candidates per row -> round(0.15 * 11) = 2 predictions.
+    np.testing.assert_array_equal(batch[features.MASKED_LM_WEIGHTS].numpy().sum(1), 2)
+    ids = batch[features.INPUT_WORD_IDS].numpy()
+    positions = batch[features.MASKED_LM_POSITIONS].numpy()[:, :2]
+    changed = ids[np.arange(4)[:, None], positions]
+    assert np.all((changed == MASK_ID) | (changed >= 5))
+
+
+def test_evaluation_reads_every_record_once_and_masks_deterministically(tmp_path):
+    pattern = write_shards(tmp_path, num_shards=2, per_shard=5)
+    def read():
+        dataset = pretrain_input.pretrain_dataset(pattern, batch_size=4, seq_len=SEQ_LEN, masking=MASKING,
+                                                  is_training=False, seed=3)
+        return [batch for batch in dataset]
+    first, second = read(), read()
+    assert [len(b[features.INPUT_MASK]) for b in first] == [4, 4, 2]
+    example_ids = np.concatenate([b[features.MASKED_LM_IDS].numpy() * 0 + b[features.INPUT_MASK].numpy()[:, :1]
+                                  for b in first])
+    assert example_ids.shape[0] == 10
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a[features.MASKED_LM_POSITIONS], b[features.MASKED_LM_POSITIONS])
+
+
+def test_training_masks_change_every_step_and_repeat_forever(tmp_path):
+    pattern = write_shards(tmp_path, num_shards=1, per_shard=4)
+    dataset = pretrain_input.pretrain_dataset(pattern, batch_size=4, seq_len=SEQ_LEN, masking=MASKING,
+                                              shuffle_buffer_size=1)
+    batches = list(dataset.take(6))
+    positions = [b[features.MASKED_LM_POSITIONS].numpy() for b in batches]
+    assert any(not np.array_equal(positions[0], p) for p in positions[1:])
+
+
+def test_input_context_gives_each_pipeline_its_own_shards_and_replica_batch(tmp_path):
+    pattern = write_shards(tmp_path, num_shards=2, per_shard=6)
+    seen = []
+    for pipeline in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline,
+                                             num_replicas_in_sync=2)
+        dataset = pretrain_input.pretrain_dataset(pattern, batch_size=6, seq_len=SEQ_LEN, masking=MASKING,
+                                                  is_training=False, input_context=context)
+        batches = list(dataset)
+        assert all(b[features.INPUT_WORD_IDS].shape[0] == 3 for b in batches)
+        seen.append({int(i) for b in batches for i in b[features.INPUT_WORD_IDS].numpy()[:, 1]})
+    assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 12
+
+
+def test_next_sentence_labels_and_whole_word_masking(tmp_path):
+    pattern = write_shards(tmp_path, next_sentence=True)
+    table = np.zeros(VOCAB, bool)
+    table[::2] = True
+    dataset = pretrain_input.pretrain_dataset(pattern, batch_size=4, seq_len=SEQ_LEN, masking=MASKING,
+                                              use_next_sentence_label=True, word_start_table=table)
+    batch = next(iter(dataset))
+    assert batch[features.NEXT_SENTENCE_LABELS].shape == [4]
+    assert set(batch[features.NEXT_SENTENCE_LABELS].numpy().tolist()) <= {0, 1}
+
+
+def test_missing_files_name_the_pattern(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        pretrain_input.pretrain_dataset(str(tmp_path / "nothing-here*"), batch_size=2, seq_len=SEQ_LEN,
+                                        masking=MASKING)
+
+
+def test_records_of_another_length_fail_naming_the_feature(tmp_path):
+    pattern = write_shards(tmp_path, seq_len=SEQ_LEN)
+    dataset = pretrain_input.pretrain_dataset(pattern, batch_size=2, seq_len=SEQ_LEN + 4, masking=MASKING)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Key: input_\w+_ids.*output shape: \[20\]"):
+        next(iter(dataset))
+
+
+def test_ids_beyond_the_vocabulary_fail_naming_the_value(tmp_path):
+    pattern = write_shards(tmp_path)
+    small = pretrain_input.MaskingConfig(vocab_size=12, max_predictions_per_seq=4)
+    dataset = pretrain_input.pretrain_dataset(pattern, batch_size=2, seq_len=SEQ_LEN, masking=small)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="outside \\[0, vocab_size=12\\)"):
+        next(iter(dataset))
