@@ -1,6 +1,7 @@
-// CPU kernel of Research>MaskTokens. Rows are independent: each row draws from its own Philox
-// stream (the seed's key, the counter advanced by row << 32), so the result does not depend on how
-// rows are sharded over threads.
+// CPU kernel of Research>MaskTokens. Each row draws from its own Philox stream (the seed's key, the
+// counter advanced by row << 32), so a row's result depends only on its ids, the seed and its index.
+// The kernel runs single-threaded: inside tf.data, parallel map already spreads batches over cores,
+// and sharding rows of one batch measured slower there (thread hand-offs cost more than the work).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -10,7 +11,6 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/lib/random/philox_random.h"
-#include "tensorflow/core/util/work_sharder.h"
 
 namespace research {
 namespace {
@@ -51,6 +51,17 @@ class RowRandom {
   int used_ = 4;
 };
 
+// Per-row working memory, allocated once per call.
+struct RowScratch {
+  explicit RowScratch(int64_t seq_len)
+      : chosen(seq_len), candidates(seq_len), word_begin(seq_len), word_length(seq_len), order(seq_len) {}
+  std::vector<uint8_t> chosen;      // [seq_len], 1 where the row predicts
+  std::vector<int32_t> candidates;  // positions of the candidate tokens, ascending
+  std::vector<int32_t> word_begin;  // whole-word mode: first position of each word
+  std::vector<int32_t> word_length;
+  std::vector<int32_t> order;       // whole-word mode: the random visiting order of the words
+};
+
 class MaskTokensOp : public OpKernel {
  public:
   explicit MaskTokensOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -86,8 +97,8 @@ class MaskTokensOp : public OpKernel {
     excluded_.push_back(mask_token_id_);
     std::sort(excluded_.begin(), excluded_.end());
     excluded_.erase(std::unique(excluded_.begin(), excluded_.end()), excluded_.end());
-    is_excluded_.assign(vocab_size_, false);
-    for (int32_t id : excluded_) is_excluded_[id] = true;
+    is_excluded_.assign(vocab_size_, 0);
+    for (int32_t id : excluded_) is_excluded_[id] = 1;
     num_replacements_ = vocab_size_ - static_cast<int64_t>(excluded_.size());
     OP_REQUIRES(ctx, random_prob_ == 0.0f || num_replacements_ > 0,
                 absl::InvalidArgumentError(absl::StrCat(
@@ -115,15 +126,8 @@ class MaskTokensOp : public OpKernel {
     const int64_t seq_len = token_ids.dim_size(1);
     OP_REQUIRES(ctx, seq_len <= (int64_t{1} << 31) - 1,
                 absl::InvalidArgumentError(absl::StrCat("seq_len ", seq_len, " does not fit int32 positions")));
-    const auto ids = token_ids.matrix<int32_t>();
-    for (int64_t r = 0; r < batch; ++r) {
-      for (int64_t j = 0; j < seq_len; ++j) {
-        const int32_t id = ids(r, j);
-        OP_REQUIRES(ctx, id >= 0 && id < vocab_size_,
-                    absl::InvalidArgumentError(absl::StrCat("token_ids[", r, ", ", j, "] = ", id,
-                                                            " is outside [0, vocab_size=", vocab_size_, ")")));
-      }
-    }
+    const int32_t* in = token_ids.flat<int32_t>().data();
+    OP_REQUIRES_OK(ctx, CheckIdsInRange(in, batch, seq_len));
 
     Tensor* input_word_ids = nullptr;
     Tensor* positions = nullptr;
@@ -139,33 +143,40 @@ class MaskTokensOp : public OpKernel {
     const uint64_t key = static_cast<uint64_t>(seed_values(0));
     const uint64_t counter = static_cast<uint64_t>(seed_values(1));
     const bool* word_starts = whole_word ? ctx->input(2).flat<bool>().data() : nullptr;
-    const int32_t* in = token_ids.flat<int32_t>().data();
     int32_t* out = input_word_ids->flat<int32_t>().data();
     int32_t* out_positions = positions->flat<int32_t>().data();
     int32_t* out_ids = masked_ids->flat<int32_t>().data();
     float* out_weights = weights->flat<float>().data();
 
-    auto mask_rows = [&](int64_t begin, int64_t end) {
-      std::vector<int32_t> selected;
-      std::vector<int32_t> scratch;
-      std::vector<int32_t> word_lengths;
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t offset = r * seq_len;
-        RowRandom random(key, counter, r);
-        SelectPositions(in + offset, word_starts ? word_starts + offset : nullptr, seq_len, &random, &selected,
-                        &scratch, &word_lengths);
-        WriteRow(in + offset, selected, seq_len, &random, out + offset, out_positions + r * max_predictions_,
-                 out_ids + r * max_predictions_, out_weights + r * max_predictions_);
-      }
-    };
-    const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-    ::tensorflow::Shard(workers->num_threads, workers->workers, batch, /*cost_per_unit=*/seq_len * 40, mask_rows);
+    RowScratch scratch(seq_len);
+    for (int64_t r = 0; r < batch; ++r) {
+      const int64_t offset = r * seq_len;
+      RowRandom random(key, counter, r);
+      SelectPositions(in + offset, word_starts ? word_starts + offset : nullptr, seq_len, &random, &scratch);
+      WriteRow(in + offset, scratch.chosen.data(), seq_len, &random, out + offset,
+               out_positions + r * max_predictions_, out_ids + r * max_predictions_,
+               out_weights + r * max_predictions_);
+    }
   }
 
  private:
   static void CheckRate(OpKernelConstruction* ctx, const char* name, float value) {
     OP_REQUIRES(ctx, value >= 0.0f && value <= 1.0f,
                 absl::InvalidArgumentError(absl::StrCat(name, " must be in [0, 1], got ", value)));
+  }
+
+  // A branch-free scan first; the slow search for the culprit only runs when there is one.
+  absl::Status CheckIdsInRange(const int32_t* ids, int64_t batch, int64_t seq_len) const {
+    const uint32_t limit = static_cast<uint32_t>(vocab_size_);
+    bool any_bad = false;
+    for (int64_t i = 0; i < batch * seq_len; ++i) any_bad |= static_cast<uint32_t>(ids[i]) >= limit;
+    if (!any_bad) return absl::OkStatus();
+    for (int64_t i = 0;; ++i) {
+      if (static_cast<uint32_t>(ids[i]) >= limit) {
+        return absl::InvalidArgumentError(absl::StrCat("token_ids[", i / seq_len, ", ", i % seq_len, "] = ", ids[i],
+                                                       " is outside [0, vocab_size=", vocab_size_, ")"));
+      }
+    }
   }
 
   // min(P, max(1, round(mask_rate * candidates))), 0 without candidates; rounding is half up.
@@ -175,75 +186,72 @@ class MaskTokensOp : public OpKernel {
     return std::min<int64_t>(max_predictions_, std::max<int64_t>(1, static_cast<int64_t>(wanted)));
   }
 
-  // Fills `selected` with the ascending positions to predict in one row.
+  // Marks in `scratch->chosen` the positions to predict in one row.
   void SelectPositions(const int32_t* ids, const bool* word_starts, int64_t seq_len, RowRandom* random,
-                       std::vector<int32_t>* selected, std::vector<int32_t>* scratch,
-                       std::vector<int32_t>* word_lengths) const {
-    selected->clear();
-    scratch->clear();
-    int64_t candidates = 0;
-    for (int64_t j = 0; j < seq_len; ++j) candidates += is_excluded_[ids[j]] ? 0 : 1;
-    const int64_t wanted = NumToPredict(candidates);
+                       RowScratch* scratch) const {
+    std::fill(scratch->chosen.begin(), scratch->chosen.end(), 0);
+    int32_t* candidates = scratch->candidates.data();
+    int64_t num_candidates = 0;
+    for (int64_t j = 0; j < seq_len; ++j) {  // branch-free compaction of the candidate positions
+      candidates[num_candidates] = static_cast<int32_t>(j);
+      num_candidates += 1 - is_excluded_[ids[j]];
+    }
+    const int64_t wanted = NumToPredict(num_candidates);
     if (wanted == 0) return;
     if (word_starts == nullptr) {
-      for (int64_t j = 0; j < seq_len; ++j) {
-        if (!is_excluded_[ids[j]]) scratch->push_back(static_cast<int32_t>(j));
-      }
       for (int64_t i = 0; i < wanted; ++i) {  // partial Fisher-Yates: a uniform subset of size `wanted`
-        const int64_t pick = i + random->Uniform(candidates - i);
-        std::swap((*scratch)[i], (*scratch)[pick]);
+        const int64_t pick = i + random->Uniform(num_candidates - i);
+        std::swap(candidates[i], candidates[pick]);
+        scratch->chosen[candidates[i]] = 1;
       }
-      selected->assign(scratch->begin(), scratch->begin() + wanted);
-    } else {
-      // A word starts at a flagged candidate or at a candidate that follows a non-candidate.
-      word_lengths->clear();
-      for (int64_t j = 0; j < seq_len; ++j) {
-        if (is_excluded_[ids[j]]) continue;
-        if (word_starts[j] || j == 0 || is_excluded_[ids[j - 1]]) {
-          scratch->push_back(static_cast<int32_t>(j));
-          word_lengths->push_back(1);
-        } else {
-          ++word_lengths->back();
-        }
-      }
-      const int64_t num_words = static_cast<int64_t>(scratch->size());
-      std::vector<int32_t> order(num_words);
-      for (int64_t w = 0; w < num_words; ++w) order[w] = static_cast<int32_t>(w);
-      for (int64_t w = num_words - 1; w > 0; --w) std::swap(order[w], order[random->Uniform(w + 1)]);
-      std::vector<int32_t> chosen_words;
-      int64_t total = 0;
-      for (int64_t w = 0; w < num_words && total < wanted; ++w) {
-        const int64_t length = (*word_lengths)[order[w]];
-        const int64_t next = total + length;
-        if (next <= max_predictions_ && std::llabs(next - wanted) < wanted - total) {
-          chosen_words.push_back(order[w]);
-          total = next;
-        }
-      }
-      selected->clear();
-      for (int32_t word : chosen_words) {
-        for (int32_t t = 0; t < (*word_lengths)[word]; ++t) selected->push_back((*scratch)[word] + t);
+      return;
+    }
+    // A word starts at a flagged candidate or at a candidate that follows a non-candidate.
+    int32_t* word_begin = scratch->word_begin.data();
+    int32_t* word_length = scratch->word_length.data();
+    int64_t num_words = 0;
+    for (int64_t i = 0; i < num_candidates; ++i) {
+      const int32_t j = candidates[i];
+      if (word_starts[j] || i == 0 || candidates[i - 1] != j - 1) {
+        word_begin[num_words] = j;
+        word_length[num_words] = 1;
+        ++num_words;
+      } else {
+        ++word_length[num_words - 1];
       }
     }
-    std::sort(selected->begin(), selected->end());
+    int32_t* order = scratch->order.data();
+    for (int64_t w = 0; w < num_words; ++w) order[w] = static_cast<int32_t>(w);
+    for (int64_t w = num_words - 1; w > 0; --w) std::swap(order[w], order[random->Uniform(w + 1)]);
+    int64_t total = 0;
+    for (int64_t w = 0; w < num_words && total < wanted; ++w) {
+      const int32_t word = order[w];
+      const int64_t next = total + word_length[word];
+      if (next <= max_predictions_ && std::llabs(next - wanted) < wanted - total) {
+        std::fill_n(scratch->chosen.begin() + word_begin[word], word_length[word], 1);
+        total = next;
+      }
+    }
   }
 
-  // Applies [MASK] / random id / keep to the selected positions and writes the row's outputs.
-  void WriteRow(const int32_t* ids, const std::vector<int32_t>& selected, int64_t seq_len, RowRandom* random,
-                int32_t* out, int32_t* out_positions, int32_t* out_ids, float* out_weights) const {
+  // Applies [MASK] / random id / keep to the chosen positions, in ascending order, and writes the
+  // row's outputs.
+  void WriteRow(const int32_t* ids, const uint8_t* chosen, int64_t seq_len, RowRandom* random, int32_t* out,
+                int32_t* out_positions, int32_t* out_ids, float* out_weights) const {
     std::copy(ids, ids + seq_len, out);
-    const int64_t count = static_cast<int64_t>(selected.size());
-    for (int64_t i = 0; i < count; ++i) {
-      const int32_t position = selected[i];
+    int64_t count = 0;
+    for (int64_t position = 0; position < seq_len; ++position) {
+      if (!chosen[position]) continue;
       const float u = random->UniformFloat();
       if (u < mask_prob_) {
         out[position] = static_cast<int32_t>(mask_token_id_);
       } else if (u < mask_prob_ + random_prob_) {
         out[position] = RandomReplacement(random);
       }
-      out_positions[i] = position;
-      out_ids[i] = ids[position];
-      out_weights[i] = 1.0f;
+      out_positions[count] = static_cast<int32_t>(position);
+      out_ids[count] = ids[position];
+      out_weights[count] = 1.0f;
+      ++count;
     }
     for (int64_t i = count; i < max_predictions_; ++i) {
       out_positions[i] = 0;
@@ -270,7 +278,7 @@ class MaskTokensOp : public OpKernel {
   float mask_prob_ = 0.f;
   float random_prob_ = 0.f;
   std::vector<int32_t> excluded_;   // sorted, unique: the special ids and [MASK]
-  std::vector<bool> is_excluded_;   // [vocab_size]
+  std::vector<uint8_t> is_excluded_;  // [vocab_size], 1 for the special ids and [MASK]
   int64_t num_replacements_ = 0;    // vocab_size - |excluded_|
 };
 

@@ -1,0 +1,124 @@
+"""SentencePiece tokenizer with BERT's special tokens at fixed ids.
+
+The ids of the special tokens are fixed for every model this module trains, so that the record
+builder, the masking op and the models can name them as constants instead of looking them up:
+  0 [PAD]   1 [UNK]   2 [CLS] (sentencepiece's BOS)   3 [SEP] (EOS)   4 [MASK] (a control symbol)
+Control symbols are never produced from raw text: `encode` only ever returns ids >= 1 other than
+2, 3 and 4 ([UNK] included).
+"""
+import os
+
+import numpy as np
+import sentencepiece as spm
+
+PAD_ID, PAD = 0, "[PAD]"
+UNK_ID, UNK = 1, "[UNK]"
+CLS_ID, CLS = 2, "[CLS]"
+SEP_ID, SEP = 3, "[SEP]"
+MASK_ID, MASK = 4, "[MASK]"
+SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)  # indexed by id
+
+WORD_START = "\u2581"  # '▁', sentencepiece's marker of a preceding space
+
+
+def train_sentencepiece(input_files, model_prefix, vocab_size=8000, model_type="unigram",
+                        input_sentence_size=200_000, seed=0):
+    """Trains a SentencePiece model whose special tokens sit at the ids above.
+
+    Training is bounded and repeatable: at most `input_sentence_size` lines, sampled (the sample
+    seeded by `seed`) when the input holds more; it uses every CPU. Multi-threaded unigram training
+    can still differ in rare ties between runs.
+
+    Args:
+      input_files: a path or a list of paths of plain UTF-8 text, one sentence or paragraph a line.
+      model_prefix: where to write `{model_prefix}.model` and `{model_prefix}.vocab`.
+      vocab_size: number of pieces, the 5 special tokens included.
+      model_type: 'unigram', 'bpe', 'char' or 'word'.
+      input_sentence_size: the most lines used for training.
+      seed: seeds sentencepiece's sampling.
+
+    Returns:
+      The path of the trained `.model` file.
+
+    Raises:
+      FileNotFoundError: an input file does not exist.
+    """
+    if isinstance(input_files, (str, os.PathLike)):
+        input_files = [input_files]
+    input_files = [os.fspath(path) for path in input_files]
+    for path in input_files:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"sentencepiece training input not found: {path}")
+    spm.set_random_generator_seed(seed)
+    spm.SentencePieceTrainer.train(
+        input=input_files,
+        model_prefix=os.fspath(model_prefix),
+        vocab_size=vocab_size,
+        model_type=model_type,
+        pad_id=PAD_ID, pad_piece=PAD,
+        unk_id=UNK_ID, unk_piece=UNK,
+        bos_id=CLS_ID, bos_piece=CLS,
+        eos_id=SEP_ID, eos_piece=SEP,
+        control_symbols=[MASK],
+        input_sentence_size=input_sentence_size,
+        shuffle_input_sentence=True,
+        num_threads=os.cpu_count() or 1,
+        minloglevel=2,
+    )
+    return f"{os.fspath(model_prefix)}.model"
+
+
+class Tokenizer:
+    """Encodes text to ids and back with a model trained by `train_sentencepiece`."""
+
+    def __init__(self, model_path):
+        """Loads `model_path`; raises FileNotFoundError naming it when it is missing, and
+        ValueError when its special tokens are not at the ids this module fixes."""
+        model_path = os.fspath(model_path)
+        if not os.path.isfile(model_path):
+            raise FileNotFoundError(f"sentencepiece model not found: {model_path}")
+        self.model_path = model_path
+        self._sp = spm.SentencePieceProcessor(model_file=model_path)
+        pieces = tuple(self._sp.id_to_piece(i) for i in range(min(len(SPECIAL_TOKENS),
+                                                                   self.vocab_size)))
+        if pieces != SPECIAL_TOKENS:
+            raise ValueError(f"{model_path} has special tokens {pieces}, expected {SPECIAL_TOKENS}; "
+                             "train it with research.data.tokenizer.train_sentencepiece")
+        self._word_starts = np.array(
+            [self._sp.id_to_piece(i).startswith(WORD_START) and not self._is_special(i)
+             for i in range(self.vocab_size)], dtype=bool)
+
+    def _is_special(self, i):
+        return self._sp.is_control(i) or self._sp.is_unknown(i)
+
+    @property
+    def vocab_size(self):
+        """Number of ids, special tokens included."""
+        return self._sp.get_piece_size()
+
+    def encode(self, text):
+        """Returns the ids (list[int]) of `text`, without special tokens."""
+        return self._sp.encode(text)
+
+    def encode_batch(self, texts):
+        """Returns one id list per text (list[list[int]]), encoded on every CPU."""
+        return self._sp.encode(list(texts), num_threads=os.cpu_count() or 1)
+
+    def encode_with_word_starts(self, text):
+        """Returns `(ids, starts)`: list[int] and list[bool], starts[i] telling whether ids[i]
+        begins a word (its piece starts with '▁'), as whole-word masking needs."""
+        ids = self.encode(text)
+        return ids, self._word_starts[ids].tolist()
+
+    def decode(self, ids):
+        """Returns the text of `ids` (a sequence of ints); control ids decode to nothing."""
+        return self._sp.decode([int(i) for i in ids])
+
+    def id_to_piece(self, i):
+        """Returns the piece (str) of id `i`."""
+        return self._sp.id_to_piece(int(i))
+
+    def word_start_table(self):
+        """Returns bool [vocab_size]: True for ids whose piece begins a word, False for the
+        special ids; a copy, so callers may keep or change it."""
+        return self._word_starts.copy()
