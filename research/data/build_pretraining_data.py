@@ -271,7 +271,7 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
         counts[f"{split}_tokens_packed"] = packed
     metadata = {
         "seq_len": seq_len, "mode": mode, "seed": seed, "short_seq_prob": short_seq_prob,
-        "vocab_size": tokenizer.vocab_size, "spm_model": os.path.abspath(spm_model),
+        "validation_fraction": validation_fraction, "vocab_size": tokenizer.vocab_size, "spm_model": os.path.abspath(spm_model),
         "input": input_pattern, "num_input_files": len(paths), "counts": counts,
         "files": [name for name, _ in files],
     }

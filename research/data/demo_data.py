@@ -1,0 +1,84 @@
+"""The embedded demo data, prepared on first use and cached.
+
+The source tree ships two public corpora in third_party/ (see third_party/README.md): Jane Austen's
+six novels for pretraining and labelled movie-review sentences for fine-tuning. The first run trains
+a sentencepiece model on the Austen text and builds pretraining records from it; later runs find
+them in the cache directory and reuse them when they were built with the same settings.
+
+    python -m research.data.demo_data [--cache_dir=cache/demo]
+"""
+import json
+import os
+from pathlib import Path
+
+from absl import app, flags, logging
+
+from research.data import build_pretraining_data, tokenizer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+AUSTEN_TEXT = REPO_ROOT / "third_party" / "austen" / "austen.txt"
+MOVIE_REVIEWS_TSV = REPO_ROOT / "third_party" / "movie_reviews" / "vader_movie_binary.tsv"
+DEFAULT_CACHE_DIR = "cache/demo"
+
+
+def shipped_file(path: Path) -> str:
+    """The path of a shipped corpus; FileNotFoundError when the package runs outside its source tree."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the demo corpora ship with the source tree (third_party/), "
+                                "so run the demo from a clone of the repository")
+    return str(path)
+
+
+def prepare_pretraining_demo(cache_dir: str = DEFAULT_CACHE_DIR, *, vocab_size: int = 8000, seq_len: int = 128,
+                             shards: int = 2, mode: str = "full_sentences", validation_fraction: float = 0.05,
+                             seed: int = 0) -> dict:
+    """Returns the demo's spm model, record globs and metadata, building whatever the cache lacks.
+
+    Returns:
+      A dict with `spm_model` (path), `train_pattern` and `validation_pattern` (globs), `vocab_size`,
+      `seq_len`, and `metadata` (what the record builder reported).
+    """
+    text = shipped_file(AUSTEN_TEXT)
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    model_prefix = cache / f"austen_spm_{vocab_size}"
+    model_path = Path(f"{model_prefix}.model")
+    if not model_path.exists():
+        logging.info("Training a %d-piece sentencepiece model on %s", vocab_size, text)
+        model_path = Path(tokenizer.train_sentencepiece(text, str(model_prefix), vocab_size=vocab_size, seed=seed))
+    records_dir = cache / f"records_{mode}_seq{seq_len}_vocab{vocab_size}"
+    wanted = {"seq_len": seq_len, "mode": mode, "seed": seed, "validation_fraction": validation_fraction}
+    metadata = _read_metadata(records_dir)
+    if metadata is None or any(metadata.get(key) != value for key, value in wanted.items()):
+        logging.info("Building pretraining records in %s", records_dir)
+        metadata = build_pretraining_data.build_pretraining_data(
+            text, str(model_path), str(records_dir), seq_len=seq_len, shards=shards, mode=mode,
+            validation_fraction=validation_fraction, seed=seed)
+    else:
+        logging.info("Reusing the cached pretraining records in %s", records_dir)
+    return {"spm_model": str(model_path), "train_pattern": str(records_dir / "train-*.tfrecord"),
+            "validation_pattern": str(records_dir / "validation-*.tfrecord"), "vocab_size": vocab_size,
+            "seq_len": seq_len, "metadata": metadata}
+
+
+def _read_metadata(records_dir: Path) -> dict | None:
+    path = records_dir / "metadata.json"
+    if not path.exists():
+        return None
+    with open(path, encoding="utf-8") as metadata_file:
+        return json.load(metadata_file)
+
+
+def main(argv):
+    del argv
+    prepared = prepare_pretraining_demo(flags.FLAGS.cache_dir)
+    print(f"sentencepiece model: {prepared['spm_model']}")
+    print(f"training records:    {prepared['train_pattern']}")
+    print(f"validation records:  {prepared['validation_pattern']}")
+    print(json.dumps(prepared["metadata"], indent=2, default=str))
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("cache_dir", os.environ.get("RESEARCH_DEMO_CACHE", DEFAULT_CACHE_DIR),
+                        "Where the demo's model and records are cached.")
+    app.run(main)
