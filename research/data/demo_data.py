@@ -61,6 +61,25 @@ def prepare_pretraining_demo(cache_dir: str = DEFAULT_CACHE_DIR, *, vocab_size: 
             "seq_len": seq_len, "metadata": metadata}
 
 
+def demo_pretraining_records(split: str, cache_dir: str = DEFAULT_CACHE_DIR, vocab_size: int = 8000,
+                             seq_len: int = 128) -> str:
+    """The glob of the demo's 'train' or 'validation' records, built on first use (for gin files)."""
+    if split not in ("train", "validation"):
+        raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
+    prepared = prepare_pretraining_demo(cache_dir, vocab_size=vocab_size, seq_len=seq_len)
+    return prepared[f"{split}_pattern"]
+
+
+def demo_spm_model(cache_dir: str = DEFAULT_CACHE_DIR, vocab_size: int = 8000, seq_len: int = 128) -> str:
+    """The demo's sentencepiece model, trained on the Austen text on first use (for gin files)."""
+    return prepare_pretraining_demo(cache_dir, vocab_size=vocab_size, seq_len=seq_len)["spm_model"]
+
+
+def demo_movie_reviews() -> str:
+    """The shipped movie-review sentences, `label<TAB>text` (for gin files)."""
+    return shipped_file(MOVIE_REVIEWS_TSV)
+
+
 def _read_metadata(records_dir: Path) -> dict | None:
     path = records_dir / "metadata.json"
     if not path.exists():

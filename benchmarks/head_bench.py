@@ -1,0 +1,178 @@
+"""Fused masked-LM head: Research>MaskedSoftmaxXent (native) vs its pure-TensorFlow twin (reference).
+
+Times one training step of the head, forward + backward, of loss = sum(per_position_loss) / sum(weights)
+w.r.t. hidden, embedding table and bias, inside a tf.function (no XLA), and measures the memory it
+holds: each configuration runs in its own subprocess, which after a warm-up step resets the kernel's
+peak-RSS counter (`echo 5 > /proc/self/clear_refs`), then reports VmHWM - VmRSS (from
+/proc/self/status) over the timed steps, i.e. the peak resident memory a step adds on top of its
+inputs. TensorFlow's allocator statistics are reported too when `tf.config.experimental.get_memory_info`
+supports the CPU (it does not in TF 2.21: the column then says n/a). Model Garden's MaskedLM is
+timed as well when `import official` works.
+
+    python benchmarks/head_bench.py [--repeats 3] [--configs 640x128,19456x768] [--write_results]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _report  # noqa: E402
+
+VOCAB = 30522
+CONFIGS = [(640, 128), (2432, 128), (19456, 128), (640, 768), (2432, 768), (19456, 768)]
+TITLE = "Fused MLM head (benchmarks/head_bench.py)"
+
+
+def _status_kb(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return None
+
+
+def _reset_peak():
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def child(n, d, backend, repeats):
+    """Runs in the subprocess: prints one JSON line with the timings and the memory figures."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.RandomState(0)
+    hidden = tf.constant(rng.randn(n, d).astype(np.float32) * 0.05)
+    table = tf.constant(rng.randn(VOCAB, d).astype(np.float32) * 0.05)
+    bias = tf.constant(np.zeros(VOCAB, np.float32))
+    labels = tf.constant(rng.randint(0, VOCAB, size=n).astype(np.int32))
+    weights = tf.ones([n], tf.float32)
+
+    if backend == "model_garden":
+        from official.nlp.modeling import layers  # noqa: F401  (only when installed)
+        raise NotImplementedError("Model Garden's MaskedLM is not wired up: it is not installed here")
+
+    from research import ops
+
+    @tf.function
+    def step(hidden, table, bias):
+        with tf.GradientTape() as tape:
+            tape.watch([hidden, table, bias])
+            loss, _ = ops.masked_lm_loss(hidden, table, bias, labels, weights, backend=backend)
+            total = tf.reduce_sum(loss) / tf.reduce_sum(weights)
+        grads = tape.gradient(total, [hidden, table, bias])
+        return total, grads
+
+    def run_once():
+        total, grads = step(hidden, table, bias)
+        total.numpy()
+        del grads
+
+    # Load the library and initialise the BLAS and oneDNN on tiny inputs, so that the held memory counts
+    # only what the steps themselves need; the first step (tracing) is part of the measurement.
+    tiny = [x[:2] for x in (hidden, table, bias)]
+    ops.masked_lm_loss(*tiny, tf.zeros([2], tf.int32), tf.ones([2]), backend=backend)
+    tf.matmul(tiny[0], tiny[1], transpose_b=True)
+    peak_reset = _reset_peak()
+    rss_before = _status_kb("VmRSS")
+    durations = _report.time_runs(run_once, repeats)  # one warm-up step, then the timed ones
+    held_mb = (_status_kb("VmHWM") - rss_before) / 1024 if peak_reset else None
+    try:
+        tf_peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
+    except (ValueError, RuntimeError, KeyError):
+        tf_peak = None
+    print(json.dumps({"durations": durations, "held_mb": held_mb, "tf_peak_mb": tf_peak}))
+
+
+def measure(n, d, backend, repeats):
+    """Runs one configuration in a fresh process; returns its JSON result or an error string."""
+    command = [sys.executable, __file__, "--child", f"{n},{d},{backend}", "--repeats", str(repeats)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        return result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def model_garden_available():
+    probe = subprocess.run([sys.executable, "-c", "import official.nlp.modeling.layers"], capture_output=True,
+                           check=False, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    return probe.returncode == 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per configuration (after a warm-up)")
+    parser.add_argument("--configs", default=",".join(f"{n}x{d}" for n, d in CONFIGS), help="NxD,NxD,...")
+    parser.add_argument("--backends", default="native,reference")
+    parser.add_argument("--write_results", action="store_true", help=f"write the '{TITLE}' section of RESULTS.md")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        n, d, backend = args.child.split(",")
+        child(int(n), int(d), backend, args.repeats)
+        return
+
+    configs = [tuple(int(x) for x in c.split("x")) for c in args.configs.split(",")]
+    backends = args.backends.split(",")
+    if "model_garden" not in backends and model_garden_available():
+        print("note: Model Garden is importable but its MaskedLM is not wired into this benchmark")
+    rows = []
+    print(f"V = {VOCAB}; forward + backward of sum(loss) / sum(weights), float32, all weights 1")
+    header = (f"{'N':>6} {'D':>4} {'backend':>10} {'median s':>9} {'best s':>7} {'held MB':>8} "
+              f"{'ref logits MB':>13} {'speed-up':>8}")
+    print(header)
+    for n, d in configs:
+        medians = {}
+        for backend in backends:
+            start = time.perf_counter()
+            result = measure(n, d, backend, args.repeats)
+            if isinstance(result, str):
+                print(f"{n:>6} {d:>4} {backend:>10} failed: {result}")
+                rows.append((n, d, backend, None, None, None, result))
+                continue
+            durations = result["durations"]
+            median = sorted(durations)[len(durations) // 2]
+            medians[backend] = median
+            logits_mb = n * VOCAB * 4 / 2**20
+            speedup = medians.get("reference", float("nan")) / median if backend != "reference" else 1.0
+            held = result["held_mb"]
+            print(f"{n:>6} {d:>4} {backend:>10} {median:>9.3f} {min(durations):>7.3f} "
+                  f"{held if held is None else f'{held:.0f}':>8} {logits_mb:>13.0f} "
+                  f"{speedup if backend == 'reference' or 'reference' in medians else float('nan'):>8.2f}"
+                  f"   ({time.perf_counter() - start:.0f} s)", flush=True)
+            rows.append((n, d, backend, median, min(durations), held, result["tf_peak_mb"]))
+
+    if args.write_results:
+        lines = [f"Machine: {_report.machine_description()}.", "",
+                 f"One training step of the head (forward + backward of sum(loss) / sum(weights) w.r.t. hidden, "
+                 f"table and bias), float32, V = {VOCAB}, all weights 1, inside `tf.function` without XLA; "
+                 f"median and best of {args.repeats} steps after a warm-up. *Held* is the peak resident memory a "
+                 "step adds above its inputs (VmHWM - VmRSS from /proc/self/status after resetting the peak with "
+                 "/proc/self/clear_refs before the first step; one subprocess per configuration); TensorFlow's CPU allocator reports no "
+                 "statistics in this version. *Logits* is the size of the reference's [N, V] float32 logits. "
+                 "Model Garden's MaskedLM: not measured (`official` is not installed).", "",
+                 "| N | D | backend | median s | best s | held MB | logits MB | speed-up vs reference |",
+                 "|---:|---:|---|---:|---:|---:|---:|---:|"]
+        reference = {(n, d): median for n, d, backend, median, *_ in rows if backend == "reference" and median}
+        for n, d, backend, median, best, held, extra in rows:
+            if median is None:
+                lines.append(f"| {n} | {d} | {backend} | failed: {extra} | | | | |")
+                continue
+            ref = reference.get((n, d))
+            speedup = f"{ref / median:.2f}x" if ref else "n/a"
+            held_text = "n/a" if held is None else f"{held:.0f}"
+            lines.append(f"| {n} | {d} | {backend} | {median:.3f} | {best:.3f} | {held_text} | "
+                         f"{n * VOCAB * 4 / 2**20:.0f} | {speedup} |")
+        _report.write_section(TITLE, "\n".join(lines))
+        print(f"wrote the '{TITLE}' section of {_report.RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

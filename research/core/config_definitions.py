@@ -1,0 +1,80 @@
+"""The experiment-level configuration: trainer schedule, runtime and the task's own config.
+
+Model Garden's Trainer reads `config.trainer` and `config.runtime`, and the task reads `config.task`;
+these dataclasses keep those names. Gin fills them (gin/runs/*.gin); each validates itself and names
+the offending field.
+"""
+import dataclasses
+from typing import Any
+
+from research.core.optimization import OptimizerConfig, RuntimeConfig
+
+METRIC_COMPARISONS = ("higher", "lower")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """The training schedule: steps, loops, checkpoints, summaries, validation, best-checkpoint export.
+
+    Attributes:
+      optimizer_config: the optimizer and its learning-rate schedule.
+      train_steps: total training steps of the run.
+      steps_per_loop: steps run inside one call of `Trainer.train` (one log line per loop).
+      checkpoint_interval: steps between checkpoints (a multiple of steps_per_loop is best).
+      summary_interval: steps between TensorBoard summaries of the training logs.
+      validation_interval: steps between evaluations in 'train_and_eval'.
+      validation_steps: evaluation steps; -1 runs until the validation data is exhausted.
+      max_to_keep: checkpoints kept in model_dir.
+      use_tf_function: run steps inside tf.function.
+      use_tf_while_loop: run the steps of a loop inside one tf.while_loop (needs a step count).
+      best_checkpoint_export_subdir: when set with best_checkpoint_eval_metric, the best checkpoint by
+        that metric is exported to model_dir/<subdir>.
+      best_checkpoint_eval_metric: the evaluation metric deciding the best checkpoint.
+      best_checkpoint_metric_comp: 'higher' or 'lower' is better.
+      loss_upper_bound: a training loss above this (or NaN/Inf) stops the run.
+      recovery_max_trials: on a bad loss, roll back to the last good checkpoint and skip ahead this many
+        times before giving up (0: stop at once).
+    """
+    optimizer_config: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    train_steps: int = 1000
+    steps_per_loop: int = 100
+    checkpoint_interval: int = 1000
+    summary_interval: int = 100
+    validation_interval: int = 1000
+    validation_steps: int = -1
+    max_to_keep: int = 5
+    use_tf_function: bool = True
+    use_tf_while_loop: bool = False
+    best_checkpoint_export_subdir: str = ""
+    best_checkpoint_eval_metric: str = ""
+    best_checkpoint_metric_comp: str = "higher"
+    loss_upper_bound: float = 1e6
+    recovery_max_trials: int = 0
+
+    def __post_init__(self):
+        for name in ("train_steps", "steps_per_loop", "checkpoint_interval", "summary_interval",
+                     "validation_interval", "max_to_keep"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and value >= 1, f"TrainerConfig.{name} must be an int >= 1, got {value!r}")
+        _require(isinstance(self.validation_steps, int) and (self.validation_steps >= 1 or self.validation_steps == -1),
+                 f"TrainerConfig.validation_steps must be -1 or >= 1, got {self.validation_steps!r}")
+        _require(self.best_checkpoint_metric_comp in METRIC_COMPARISONS,
+                 f"TrainerConfig.best_checkpoint_metric_comp must be one of {METRIC_COMPARISONS}, "
+                 f"got {self.best_checkpoint_metric_comp!r}")
+        _require(self.loss_upper_bound > 0,
+                 f"TrainerConfig.loss_upper_bound must be > 0, got {self.loss_upper_bound!r}")
+        _require(isinstance(self.recovery_max_trials, int) and self.recovery_max_trials >= 0,
+                 f"TrainerConfig.recovery_max_trials must be an int >= 0, got {self.recovery_max_trials!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: the task's config, the trainer schedule and the runtime."""
+    task: Any
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)

@@ -1,0 +1,115 @@
+"""Distribution strategies by name, as Model Garden's `official/common/distribute_utils.py`.
+
+Call `get_distribution_strategy` before any other TensorFlow work: multi-worker strategies must be
+created before the runtime initializes its devices.
+"""
+import tensorflow as tf
+from absl import logging
+
+STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "parameter_server", "tpu", "off", "default")
+
+
+def _collective_communication(all_reduce_alg):
+    """The CommunicationOptions implementation for MultiWorkerMirroredStrategy: None/'ring'/'nccl'."""
+    implementations = {
+        None: tf.distribute.experimental.CommunicationImplementation.AUTO,
+        "ring": tf.distribute.experimental.CommunicationImplementation.RING,
+        "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
+    }
+    if all_reduce_alg not in implementations:
+        raise ValueError(f"all_reduce_alg for multi_worker_mirrored must be None, 'ring' or 'nccl', "
+                         f"got {all_reduce_alg!r}")
+    return implementations[all_reduce_alg]
+
+
+def _mirrored_cross_device_ops(all_reduce_alg, num_packs):
+    """The cross-device ops for MirroredStrategy: None (TF picks), 'nccl' or 'hierarchical_copy'."""
+    if all_reduce_alg is None:
+        return None
+    ops = {"nccl": tf.distribute.NcclAllReduce, "hierarchical_copy": tf.distribute.HierarchicalCopyAllReduce}
+    if all_reduce_alg not in ops:
+        raise ValueError(f"all_reduce_alg for mirrored must be None, 'nccl' or 'hierarchical_copy', "
+                         f"got {all_reduce_alg!r}")
+    return ops[all_reduce_alg](num_packs=num_packs)
+
+
+def tpu_initialize(tpu_address: str | None):
+    """Connects to the TPU at `tpu_address` ('' or 'local': this host) and initializes the TPU system.
+
+    Returns:
+      The TPUClusterResolver.
+
+    Raises:
+      RuntimeError: no TPU could be reached or initialized; the message names the address. (A remote
+        address that nothing answers may block while connecting: that is TensorFlow's behaviour.)
+    """
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
+        if tpu_address not in (None, "", "local"):
+            tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RuntimeError(f"Could not initialize the TPU at tpu_address={tpu_address!r}: {first_line}") from error
+    return resolver
+
+
+def get_distribution_strategy(distribution_strategy: str = "one_device", num_gpus: int = 0,
+                              tpu_address: str | None = None, all_reduce_alg: str | None = None,
+                              num_packs: int = 1, **kwargs) -> tf.distribute.Strategy:
+    """Returns a tf.distribute.Strategy by name.
+
+    Args:
+      distribution_strategy: one of
+        'one_device': one device, GPU:0 when num_gpus == 1 else CPU:0;
+        'mirrored': synchronous replicas on GPU:0..num_gpus-1 (CPU:0 when num_gpus == 0), or on the
+          devices given as `devices=[...]` in kwargs (e.g. two logical CPUs);
+        'multi_worker_mirrored': synchronous replicas across the workers of TF_CONFIG;
+        'parameter_server': ParameterServerStrategy over the cluster of TF_CONFIG;
+        'tpu': TPUStrategy on the TPU at tpu_address;
+        'off' or 'default': TensorFlow's default strategy (no distribution). Model Garden returns None
+          for 'off'; the default strategy works everywhere a strategy does (`.scope()`, `.run`).
+      num_gpus: number of GPUs for 'one_device' and 'mirrored'.
+      tpu_address: the TPU's name or grpc:// address; '' or 'local' for a TPU on this host.
+      all_reduce_alg: 'mirrored': None, 'nccl' or 'hierarchical_copy'; 'multi_worker_mirrored': None,
+        'ring' or 'nccl'.
+      num_packs: gradient packing for the mirrored all-reduce.
+      **kwargs: passed to the strategy's constructor.
+
+    Raises:
+      ValueError: an unknown strategy name (the message lists the valid ones) or bad arguments.
+      RuntimeError: 'tpu' and no TPU at tpu_address.
+    """
+    if num_gpus < 0:
+        raise ValueError(f"num_gpus must be >= 0, got {num_gpus}")
+    if not isinstance(distribution_strategy, str):
+        message = f"distribution_strategy must be a string, got {distribution_strategy!r}."
+        if distribution_strategy is False:
+            message += " To turn distribution off, pass the string 'off' (quoted)."
+        raise ValueError(message)
+    name = distribution_strategy.lower()
+    logging.info("Distribution strategy: %s (num_gpus=%d)", name, num_gpus)
+    if name in ("off", "default"):
+        if num_gpus > 1:
+            raise ValueError(f"distribution_strategy={name!r} cannot use num_gpus={num_gpus} > 1")
+        return tf.distribute.get_strategy()
+    if name == "one_device":
+        if num_gpus > 1:
+            raise ValueError(f"one_device cannot use num_gpus={num_gpus} > 1: use 'mirrored'")
+        return tf.distribute.OneDeviceStrategy("/device:GPU:0" if num_gpus == 1 else "/device:CPU:0")
+    if name == "mirrored":
+        devices = kwargs.pop("devices", None)
+        if devices is None:
+            devices = [f"/device:GPU:{i}" for i in range(num_gpus)] if num_gpus else ["/device:CPU:0"]
+        return tf.distribute.MirroredStrategy(
+            devices=devices, cross_device_ops=_mirrored_cross_device_ops(all_reduce_alg, num_packs), **kwargs)
+    if name == "multi_worker_mirrored":
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=_collective_communication(all_reduce_alg))
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options, **kwargs)
+    if name == "parameter_server":
+        resolver = kwargs.pop("cluster_resolver", None) or tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        return tf.distribute.experimental.ParameterServerStrategy(resolver, **kwargs)
+    if name == "tpu":
+        return tf.distribute.TPUStrategy(tpu_initialize(tpu_address), **kwargs)
+    raise ValueError(f"Unknown distribution_strategy {distribution_strategy!r}; valid names: {list(STRATEGIES)}")

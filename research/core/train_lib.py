@@ -1,0 +1,355 @@
+"""The run loop: `run_experiment` drives a Trainer through train / eval / train_and_eval / continuous_eval.
+
+Model Garden's `official/core/train_lib.run_experiment` with Orbit's Controller folded in:
+
+* Checkpoints: a `tf.train.CheckpointManager` over `trainer.checkpoint` in model_dir restores the latest
+  checkpoint on start (weights, optimizer slots, global step), so a restarted run continues from its
+  step; without one, `trainer.initialize()` runs (the task may load a pretrained encoder). Checkpoints
+  are written every `checkpoint_interval` steps (checked at the end of each loop of `steps_per_loop`
+  steps) as `ckpt-<global step>`, and once more at the end of training.
+* Summaries: TensorBoard scalars under model_dir/train (loss, learning rate, metrics, steps/s,
+  examples/s) and model_dir/eval (validation logs).
+* One log line per loop: step, loss, steps/s, examples/s, estimated time left.
+* A NaN or Inf training loss, or one above `loss_upper_bound`, raises `LossDivergedError` (a
+  FloatingPointError) naming the step, before anything of that loop is saved: the last good
+  checkpoint stays the latest. With `recovery_max_trials` > 0 the run instead restores the last
+  checkpoint and goes on with the next data, that many times.
+* SIGTERM (preemption): a handler installed for the duration of the run sets a flag; at the end of the
+  current loop a checkpoint is saved at the current step and the run raises
+  `SystemExit(PREEMPTED_EXIT_CODE)`, 143 = 128 + SIGTERM, what a shell reports for a process killed by
+  SIGTERM, so schedulers treat it alike. The handler needs the main thread; elsewhere it is skipped
+  with a warning.
+"""
+import contextlib
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tensorflow.core.framework import summary_pb2
+
+from research.core import base_trainer, export
+
+MODES = ("train", "eval", "train_and_eval", "continuous_eval", "train_and_post_eval")
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM (15)
+OPERATIVE_CONFIG_NAME = "operative_config.gin"
+DEFAULT_CONTINUOUS_EVAL_TIMEOUT = 3600.0  # seconds without a new checkpoint before continuous_eval gives up
+_MAX_STALLED_LOOPS = 20
+
+
+class LossDivergedError(FloatingPointError):
+    """The training loss became NaN, Inf or larger than `loss_upper_bound`."""
+
+
+def _scalar_metadata() -> summary_pb2.SummaryMetadata:
+    """TensorBoard's scalar-plugin metadata (what `tf.summary.scalar` writes, without needing tensorboard)."""
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    return metadata
+
+
+def _to_host(value):
+    """An eager tensor / variable / numpy scalar as a Python float (arrays stay numpy)."""
+    if hasattr(value, "numpy"):
+        value = value.numpy()
+    array = np.asarray(value)
+    if array.shape == () and array.dtype.kind in "fiub":
+        return float(array)
+    return array
+
+
+def _host_logs(logs) -> dict:
+    return {name: _to_host(value) for name, value in (logs or {}).items()}
+
+
+def _format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _format_logs(logs: dict, skip=()) -> str:
+    parts = []
+    for name, value in sorted(logs.items()):
+        if name not in skip and isinstance(value, float):
+            parts.append(f"{name}: {value:.6g}")
+    return ", ".join(parts)
+
+
+def create_trainer(params, task, train: bool, evaluate: bool, checkpoint_exporter=None,
+                   trainer_cls=base_trainer.Trainer) -> base_trainer.Trainer:
+    """Builds the model, the optimizer (`task.create_optimizer`) and the Trainer, in the current scope."""
+    model = task.build_model()
+    dp_config = getattr(params.task, "differential_privacy_config", None)
+    optimizer = task.create_optimizer(params.trainer.optimizer_config, params.runtime, dp_config)
+    return trainer_cls(params, task, model=model, optimizer=optimizer, train=train, evaluate=evaluate,
+                       checkpoint_exporter=checkpoint_exporter)
+
+
+class _ExperimentRunner:
+    """The loops of run_experiment over one Trainer (Orbit's Controller, minus what we do not use)."""
+
+    def __init__(self, strategy, trainer, params, model_dir, save_summary, operative_config):
+        self.strategy = strategy
+        self.trainer = trainer
+        self.params = params
+        self.config = params.trainer
+        self.model_dir = model_dir
+        self.save_summary = save_summary
+        self.operative_config = operative_config
+        self.checkpoint_manager = tf.train.CheckpointManager(
+            trainer.checkpoint, directory=model_dir, max_to_keep=self.config.max_to_keep,
+            step_counter=trainer.global_step, checkpoint_interval=self.config.checkpoint_interval,
+            init_fn=trainer.initialize)
+        train_data = getattr(params.task, "train_data", None)
+        self.global_batch_size = getattr(train_data, "global_batch_size", None)
+        self._writers = {}
+        self._last_saved_step = None
+        self._preempted = False
+        self._recovery_trials = 0
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def step(self) -> int:
+        return int(self.trainer.global_step.numpy())
+
+    def _writer(self, name):
+        if name not in self._writers:
+            self._writers[name] = tf.summary.create_file_writer(os.path.join(self.model_dir, name))
+        return self._writers[name]
+
+    def write_summaries(self, name: str, logs: dict, step: int):
+        if not self.save_summary:
+            return
+        metadata = _scalar_metadata()
+        with self._writer(name).as_default(step=step):
+            for key, value in logs.items():
+                if isinstance(value, float):
+                    tf.summary.write(key, tf.constant(value, tf.float32), metadata=metadata)
+        self._writer(name).flush()
+
+    def close(self):
+        for writer in self._writers.values():
+            writer.close()
+
+    def restore(self, for_training: bool) -> int:
+        """Restores the latest checkpoint of model_dir, or calls trainer.initialize(); returns the step."""
+        latest = self.checkpoint_manager.latest_checkpoint
+        if latest:
+            status = self.trainer.checkpoint.restore(latest)
+            if not for_training:
+                status.expect_partial()  # the optimizer slots are never built when only evaluating
+            self._last_saved_step = self.step()
+            logging.info("Restored %s (step %d)", latest, self._last_saved_step)
+        else:
+            self.trainer.initialize()
+            logging.info("No checkpoint in %s: initialized the model (trainer.initialize)", self.model_dir)
+        return self.step()
+
+    def save(self, step: int, reason: str):
+        if self._last_saved_step == step and self.checkpoint_manager.latest_checkpoint:
+            return
+        path = self.checkpoint_manager.save(checkpoint_number=step, check_interval=False)
+        self._last_saved_step = step
+        logging.info("Saved checkpoint %s (%s)", path, reason)
+
+    def write_operative_config(self):
+        if self.operative_config is None:
+            return
+        path = os.path.join(self.model_dir, OPERATIVE_CONFIG_NAME)
+        if not tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path, "w") as config_file:
+                config_file.write(self.operative_config)
+
+    @contextlib.contextmanager
+    def preemption_handler(self):
+        """Installs a SIGTERM handler that asks the training loop to checkpoint and exit."""
+        if threading.current_thread() is not threading.main_thread():
+            logging.warning("Not in the main thread: SIGTERM will not be caught for a checkpoint")
+            yield
+            return
+
+        def handler(signum, frame):
+            del frame
+            logging.warning("Received signal %d: saving a checkpoint at the end of this loop, then exiting "
+                            "with code %d", signum, PREEMPTED_EXIT_CODE)
+            self._preempted = True
+
+        previous = signal.signal(signal.SIGTERM, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def _check_loss(self, logs: dict, step: int) -> bool:
+        """True when the loop's loss is fine; False after a recovery; raises when it diverged for good."""
+        loss = logs.get("training_loss")
+        if loss is None or (math.isfinite(loss) and loss <= self.config.loss_upper_bound):
+            return True
+        what = f"{loss}" if not math.isfinite(loss) else f"{loss:.6g} > loss_upper_bound={self.config.loss_upper_bound:g}"
+        latest = self.checkpoint_manager.latest_checkpoint
+        if self._recovery_trials < self.config.recovery_max_trials and latest:
+            self._recovery_trials += 1
+            self.trainer.checkpoint.restore(latest)
+            logging.warning("Training loss %s in the loop ending at step %d: restored %s (recovery %d of %d)",
+                            what, step, latest, self._recovery_trials, self.config.recovery_max_trials)
+            self._last_saved_step = self.step()
+            return False
+        raise LossDivergedError(
+            f"Training loss diverged: {what} in the loop ending at step {step}; nothing of this loop was "
+            f"saved (latest checkpoint: {latest or 'none'})")
+
+    def train(self, target_step: int, checkpoint_at_completion: bool = True):
+        """Runs loops of steps_per_loop steps until global_step reaches target_step."""
+        step = self.step()
+        stalled = 0
+        while step < target_step:
+            num_steps = min(self.config.steps_per_loop, target_step - step)
+            start = time.monotonic()
+            logs = _host_logs(self.trainer.train(num_steps))
+            elapsed = max(time.monotonic() - start, 1e-9)
+            new_step = self.step()
+            if not self._check_loss(logs, new_step):
+                step = self.step()
+                continue
+            stalled = stalled + 1 if new_step == step else 0
+            if stalled >= _MAX_STALLED_LOOPS:
+                raise RuntimeError(f"global_step (optimizer.iterations) stayed at {step} for {stalled} loops: "
+                                   f"does the task's train_step call optimizer.apply_gradients?")
+            steps_per_second = num_steps / elapsed
+            logs["steps_per_second"] = steps_per_second
+            if self.global_batch_size:
+                logs["examples_per_second"] = steps_per_second * self.global_batch_size
+            self._log_train(logs, new_step, steps_per_second)
+            interval = self.config.summary_interval
+            if new_step // interval > step // interval or new_step >= target_step:
+                self.write_summaries("train", logs, new_step)
+            if new_step - (self._last_saved_step or 0) >= self.config.checkpoint_interval:
+                self.save(new_step, "checkpoint_interval")
+            step = new_step
+            if self._preempted:
+                self.save(step, "preempted")
+                self.close()
+                raise SystemExit(PREEMPTED_EXIT_CODE)
+        if checkpoint_at_completion:
+            self.save(step, "end of training")
+
+    def _log_train(self, logs: dict, step: int, steps_per_second: float):
+        examples = logs.get("examples_per_second")
+        eta = (self.config.train_steps - step) / steps_per_second if steps_per_second > 0 else float("inf")
+        logging.info("train | step: %d/%d | loss: %.6g | steps/s: %.2f | examples/s: %s | eta: %s | %s",
+                     step, self.config.train_steps, logs.get("training_loss", float("nan")), steps_per_second,
+                     "-" if examples is None else f"{examples:.1f}", _format_duration(eta),
+                     _format_logs(logs, skip=("training_loss", "steps_per_second", "examples_per_second")))
+
+    # -- evaluation --------------------------------------------------------------------------------
+
+    def evaluate(self) -> dict:
+        start = time.monotonic()
+        logs = _host_logs(self.trainer.evaluate(self.config.validation_steps))
+        step = self.step()
+        logs_to_write = dict(logs, eval_seconds=time.monotonic() - start)
+        self.write_summaries("eval", logs_to_write, step)
+        logging.info("eval | step: %d | %s", step, _format_logs(logs))
+        return logs
+
+    def continuous_eval(self) -> dict:
+        """Evaluates each new checkpoint of model_dir; stops after the one at train_steps."""
+        train_steps = self.config.train_steps
+        timeout = getattr(self.config, "continuous_eval_timeout", DEFAULT_CONTINUOUS_EVAL_TIMEOUT)
+        logs = {}
+        for path in tf.train.checkpoints_iterator(self.model_dir, timeout=timeout,
+                                                  timeout_fn=lambda: self.step() >= train_steps):
+            try:
+                self.trainer.checkpoint.restore(path).expect_partial()
+            except (tf.errors.NotFoundError, ValueError) as error:
+                logging.warning("Checkpoint %s vanished before it could be evaluated: %s", path, error)
+                continue
+            logging.info("continuous_eval: evaluating %s (step %d)", path, self.step())
+            logs = self.evaluate()
+            if self.step() >= train_steps:
+                break
+        return logs
+
+
+def run_experiment(*, distribution_strategy: tf.distribute.Strategy, task, mode: str, params, model_dir: str,
+                   run_post_eval: bool = False, save_summary: bool = True, trainer=None,
+                   operative_config: str | None = None) -> tuple[Any, dict]:
+    """Runs train/eval configured by the experiment params.
+
+    Args:
+      distribution_strategy: the tf.distribute.Strategy to run under.
+      task: a research.core.base_task.Task.
+      mode: 'train', 'eval', 'train_and_eval', 'continuous_eval' (evaluate each new checkpoint of
+        model_dir until the one at train_steps) or 'train_and_post_eval'.
+      params: the ExperimentConfig.
+      model_dir: checkpoints, summaries (train/, eval/) and operative_config.gin go here.
+      run_post_eval: also evaluate once after training.
+      save_summary: write TensorBoard summaries.
+      trainer: a Trainer to use; None builds model, optimizer, datasets and Trainer inside the strategy's
+        scope.
+      operative_config: text saved as model_dir/operative_config.gin when the file is not there yet.
+
+    Returns:
+      (model, eval_logs): the trained model and the logs of the last evaluation ({} when none ran).
+
+    Raises:
+      LossDivergedError: the training loss became NaN/Inf or exceeded loss_upper_bound.
+      SystemExit(PREEMPTED_EXIT_CODE): SIGTERM was received; a checkpoint was saved first.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not model_dir:
+        raise ValueError("run_experiment: model_dir is empty")
+    strategy = distribution_strategy
+    is_training = mode.startswith("train")
+    is_evaluating = "eval" in mode or run_post_eval
+    tf.io.gfile.makedirs(model_dir)
+    with strategy.scope():
+        if trainer is None:
+            exporter = export.maybe_create_best_ckpt_exporter(params, model_dir) if is_evaluating else None
+            trainer = create_trainer(params, task, train=is_training, evaluate=is_evaluating,
+                                     checkpoint_exporter=exporter)
+        runner = _ExperimentRunner(strategy, trainer, params, model_dir, save_summary, operative_config)
+        eval_logs = {}
+        try:
+            if mode == "continuous_eval":
+                eval_logs = runner.continuous_eval()
+            else:
+                step = runner.restore(for_training=is_training)
+                if is_training:
+                    if step == 0:
+                        runner.write_operative_config()
+                    logging.info("Training from step %d to %d", step, params.trainer.train_steps)
+                    with runner.preemption_handler():
+                        if mode == "train_and_eval":
+                            eval_logs = _train_and_eval(runner, params.trainer)
+                        else:
+                            runner.train(params.trainer.train_steps)
+                if mode == "eval" or run_post_eval or mode == "train_and_post_eval":
+                    eval_logs = runner.evaluate()
+        finally:
+            runner.close()
+    return trainer.model, eval_logs
+
+
+def _train_and_eval(runner: _ExperimentRunner, config) -> dict:
+    """Trains to train_steps, evaluating every validation_interval steps; returns the last eval logs."""
+    eval_logs = {}
+    step = runner.step()
+    while step < config.train_steps:
+        target = min(config.train_steps, (step // config.validation_interval + 1) * config.validation_interval)
+        runner.train(target, checkpoint_at_completion=False)
+        eval_logs = runner.evaluate()
+        step = runner.step()
+    runner.save(step, "end of training")
+    return eval_logs

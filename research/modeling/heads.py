@@ -1,0 +1,182 @@
+"""Prediction heads on top of an encoder: the masked-LM head and a [CLS] classification head."""
+import keras
+import tensorflow as tf
+
+from research import ops
+from research.modeling import layers
+
+OUTPUTS = ("loss", "logits", "predictions")
+
+
+def _read_float32(variable):
+    """The float32 value of a float32 Keras variable, also inside a mixed-precision autocast scope."""
+    try:
+        from keras.src.backend import AutocastScope  # Keras exports no public way to suspend autocasting.
+    except ImportError:  # pragma: no cover - a later Keras; fall back to the (possibly rounded) value.
+        return tf.cast(tf.convert_to_tensor(variable), tf.float32)
+    with AutocastScope(None):
+        return tf.convert_to_tensor(variable)
+
+
+@keras.saving.register_keras_serializable(package="research")
+class MaskedLMHead(keras.layers.Layer):
+    """Masked-LM head whose output weights are TIED to the encoder's word-embedding table.
+
+    The hidden states at the masked positions are gathered (`research.ops.gather_positions`), then
+    transformed (dense [hidden] -> activation -> layer norm); logits are `transformed @ tableᵀ + bias`.
+    With output='loss' the logits are never materialized: `research.ops.masked_lm_loss` fuses the
+    projection, softmax and cross-entropy.
+
+    The table and the output bias are read in float32 even under a mixed policy (the dense and the
+    layer norm of the transform still compute in the compute dtype).
+
+    Args:
+      embedding_table: the encoder's word-embedding variable, float32 [vocab_size, hidden].
+      activation: activation of the transform.
+      initializer: initializer of the transform's dense kernel (None: TruncatedNormal(stddev=0.02)).
+      backend: 'auto', 'native' or 'reference', passed to the ops.
+
+    Not serializable on its own (the table belongs to the encoder): `from_config` needs the table as
+    `embedding_table=`; BertPretrainer's config rebuilds its head from the encoder.
+    """
+
+    def __init__(self, embedding_table, activation="gelu", initializer=None, backend="auto", **kwargs):
+        # autocast=False: Keras would otherwise cast every float argument to the compute dtype, and
+        # masked_lm_weights must stay float32. (The sublayers still autocast their own inputs.)
+        kwargs.pop("autocast", None)
+        super().__init__(autocast=False, **kwargs)
+        if backend not in ops.BACKENDS:
+            raise ValueError(f"MaskedLMHead: backend must be one of {ops.BACKENDS}, got {backend!r}")
+        self.embedding_table = embedding_table
+        self.vocab_size, self.hidden_size = (int(d) for d in embedding_table.shape)
+        self.activation = keras.activations.get(activation)
+        self.initializer = layers.default_initializer(initializer)
+        self.backend = backend
+        # Layers holding native kernels cannot be compiled by XLA (TRAPS.md: Kernels in graphs).
+        self.supports_jit = backend == "reference"
+        self.dense = keras.layers.Dense(self.hidden_size, activation=self.activation,
+                                        kernel_initializer=layers.clone_initializer(self.initializer),
+                                        dtype=self.dtype_policy, name="transform")
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=1e-12, dtype=self.dtype_policy,
+                                                          name="transform_layer_norm")
+        self.build(None)
+
+    def build(self, input_shape=None):
+        self.dense.build((None, self.hidden_size))
+        self.layer_norm.build((None, self.hidden_size))
+        self.output_bias = self.add_weight(name="output_bias", shape=(self.vocab_size,), initializer="zeros")
+        self.built = True
+
+    def _transform(self, sequence_output, masked_lm_positions):
+        """float32 [batch * P, hidden]: the transformed hidden states at the masked positions."""
+        positions = tf.cast(masked_lm_positions, tf.int32)
+        gathered = ops.gather_positions(sequence_output, positions, backend=self.backend)  # [batch, P, hidden]
+        flat = tf.reshape(gathered, [-1, self.hidden_size])
+        return tf.cast(self.layer_norm(self.dense(flat)), tf.float32)
+
+    def call(self, sequence_output, masked_lm_positions, masked_lm_ids=None, masked_lm_weights=None,
+             output="loss", training=None):
+        """Applies the head.
+
+        Args:
+          sequence_output: [batch, seq_len, hidden], float32 or the compute dtype.
+          masked_lm_positions: int32 [batch, P].
+          masked_lm_ids: int32 [batch, P], the original ids; required for output='loss'.
+          masked_lm_weights: float32 [batch, P], 1 for real predictions and 0 for padding; None means
+            all ones.
+          output: 'loss' -> dict of `per_position_loss` float32 [batch, P] (weight * cross-entropy)
+            and `predicted_ids` int32 [batch, P] (argmax, -1 where the weight is 0); 'logits' ->
+            float32 [batch, P, vocab_size]; 'predictions' -> float32 log-probabilities
+            [batch, P, vocab_size].
+          training: passed to the fused loss, which prepares its gradients in the forward pass unless
+            training is False (None counts as True: values are identical, only the cost differs).
+        """
+        if output not in OUTPUTS:
+            raise ValueError(f"MaskedLMHead: output must be one of {OUTPUTS}, got {output!r}")
+        batch, num_predictions = tf.shape(masked_lm_positions)[0], tf.shape(masked_lm_positions)[1]
+        hidden = self._transform(sequence_output, masked_lm_positions)
+        table = _read_float32(self.embedding_table)
+        bias = _read_float32(self.output_bias)
+        if output == "loss":
+            if masked_lm_ids is None:
+                raise ValueError("MaskedLMHead: output='loss' needs masked_lm_ids")
+            labels = tf.reshape(tf.cast(masked_lm_ids, tf.int32), [-1])
+            if masked_lm_weights is None:
+                weights = tf.ones_like(labels, tf.float32)
+            else:
+                weights = tf.reshape(tf.cast(masked_lm_weights, tf.float32), [-1])
+            loss, predicted = ops.masked_lm_loss(hidden, table, bias, labels, weights, backend=self.backend,
+                                                 training=training is not False)
+            shape = [batch, num_predictions]
+            return {"per_position_loss": tf.reshape(loss, shape), "predicted_ids": tf.reshape(predicted, shape)}
+        logits = tf.matmul(hidden, table, transpose_b=True) + bias
+        if output == "predictions":
+            logits = tf.nn.log_softmax(logits, axis=-1)
+        return tf.reshape(logits, [batch, num_predictions, self.vocab_size])
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("autocast", None)
+        config.update(activation=keras.activations.serialize(self.activation),
+                      initializer=keras.initializers.serialize(self.initializer), backend=self.backend)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="research")
+class ClassificationHead(keras.layers.Layer):
+    """Logits from the [CLS] token: dense(inner_dim) + activation -> dropout -> dense(num_classes).
+
+    call(features) -> float32 logits [batch, num_classes]. `features` is [batch, seq_len, hidden] (the
+    token at `cls_token_idx` is used) or, with inner_dim=0, already pooled [batch, hidden], which goes
+    straight to the output dense.
+
+    Args:
+      inner_dim: width of the inner dense; None means the width of the features, 0 means no inner
+        dense (the features are used as they are).
+      num_classes: number of logits (1 for regression).
+      cls_token_idx: index of the [CLS] token along seq_len.
+      activation: activation of the inner dense.
+      dropout_rate: dropout after the inner dense.
+      initializer: kernel initializer of both denses.
+    """
+
+    def __init__(self, inner_dim=None, num_classes=None, cls_token_idx=0, activation="tanh", dropout_rate=0.0,
+                 initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        if num_classes is None or num_classes < 1:
+            raise ValueError(f"ClassificationHead: num_classes must be a positive int, got {num_classes!r}")
+        self.inner_dim = inner_dim
+        self.num_classes = num_classes
+        self.cls_token_idx = cls_token_idx
+        self.activation = keras.activations.get(activation)
+        self.dropout_rate = dropout_rate
+        self.initializer = keras.initializers.get(initializer)
+        self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy)
+        self.out_proj = keras.layers.Dense(num_classes, kernel_initializer=layers.clone_initializer(self.initializer),
+                                           dtype=self.dtype_policy, name="logits")
+        self.dense = None
+
+    def build(self, input_shape):
+        width = int(input_shape[-1])
+        if self.inner_dim != 0:
+            units = width if self.inner_dim is None else self.inner_dim
+            self.dense = keras.layers.Dense(units, activation=self.activation,
+                                            kernel_initializer=layers.clone_initializer(self.initializer),
+                                            dtype=self.dtype_policy, name="pooler_dense")
+            self.dense.build((None, width))
+            width = units
+        self.out_proj.build((None, width))
+        self.built = True
+
+    def call(self, features, training=None):
+        x = features
+        if self.dense is not None:
+            x = self.dropout(self.dense(features[:, self.cls_token_idx, :]), training=training)
+        return tf.cast(self.out_proj(x), tf.float32)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(inner_dim=self.inner_dim, num_classes=self.num_classes, cls_token_idx=self.cls_token_idx,
+                      activation=keras.activations.serialize(self.activation), dropout_rate=self.dropout_rate,
+                      initializer=keras.initializers.serialize(self.initializer))
+        return config

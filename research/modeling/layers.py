@@ -1,0 +1,212 @@
+"""The pieces of a post-layer-norm BERT encoder: embeddings, self-attention, transformer block.
+
+Every layer computes in its dtype policy's compute dtype (bfloat16 under 'mixed_bfloat16') and keeps
+its variables in float32; attention softmax and layer normalization run in float32.
+"""
+import math
+
+import keras
+import tensorflow as tf
+
+_LAYER_NORM_EPSILON = 1e-12
+# Added to the attention scores of padding keys, in float32 (where -1e9 is safe); the softmax sees
+# exp(-1e9) == 0 whatever the compute dtype.
+_MASK_NEGATIVE = -1e9
+
+
+def default_initializer(initializer=None):
+    """The initializer to use: `initializer`, or BERT's TruncatedNormal(stddev=0.02) when None."""
+    if initializer is None:
+        return keras.initializers.TruncatedNormal(stddev=0.02)
+    return keras.initializers.get(initializer)
+
+
+def clone_initializer(initializer):
+    """A fresh copy of `initializer`, so that layers never share one (and its random state)."""
+    initializer = keras.initializers.get(initializer)
+    return initializer.__class__.from_config(initializer.get_config())
+
+
+def attention_bias(input_mask):
+    """float32 [batch, 1, 1, seq_len]: 0 for real keys, a large negative for padding keys.
+
+    Args:
+      input_mask: int [batch, seq_len], 1 for real tokens, 0 for padding.
+    """
+    mask = tf.cast(input_mask, tf.float32)
+    return ((1.0 - mask) * _MASK_NEGATIVE)[:, tf.newaxis, tf.newaxis, :]
+
+
+@keras.saving.register_keras_serializable(package="research")
+class BertEmbeddings(keras.layers.Layer):
+    """Word + position + token-type embeddings, then layer normalization and dropout.
+
+    call(word_ids int32 [batch, seq_len], type_ids int32 [batch, seq_len]) -> [batch, seq_len, hidden]
+    in the compute dtype.
+    """
+
+    def __init__(self, vocab_size, hidden_size, max_sequence_length, type_vocab_size, dropout_rate=0.1,
+                 initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.max_sequence_length = max_sequence_length
+        self.type_vocab_size = type_vocab_size
+        self.dropout_rate = dropout_rate
+        self.initializer = default_initializer(initializer)
+        self.word_embeddings = keras.layers.Embedding(
+            vocab_size, hidden_size, embeddings_initializer=clone_initializer(self.initializer),
+            dtype=self.dtype_policy, name="word_embeddings")
+        self.type_embeddings = keras.layers.Embedding(
+            type_vocab_size, hidden_size, embeddings_initializer=clone_initializer(self.initializer),
+            dtype=self.dtype_policy, name="type_embeddings")
+        self.layer_norm = keras.layers.LayerNormalization(
+            epsilon=_LAYER_NORM_EPSILON, dtype=self.dtype_policy, name="layer_norm")
+        self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy)
+
+    def build(self, input_shape=None):
+        self.word_embeddings.build((None, None))
+        self.type_embeddings.build((None, None))
+        self.position_embeddings = self.add_weight(
+            name="position_embeddings", shape=(self.max_sequence_length, self.hidden_size),
+            initializer=clone_initializer(self.initializer))
+        self.layer_norm.build((None, None, self.hidden_size))
+        self.built = True
+
+    def check_sequence_length(self, word_ids):
+        """Raises ValueError (static shapes) or adds an assertion (dynamic ones) when seq_len is too long.
+
+        Returns `word_ids`, carrying the assertion in graphs with an unknown seq_len.
+        """
+        seq_len = word_ids.shape[1]
+        if seq_len is not None:
+            if seq_len > self.max_sequence_length:
+                raise ValueError(f"BertEncoder: input seq_len {seq_len} exceeds max_sequence_length "
+                                 f"{self.max_sequence_length}")
+            return word_ids
+        check = tf.debugging.assert_less_equal(
+            tf.shape(word_ids)[1], self.max_sequence_length,
+            message=f"BertEncoder: input seq_len exceeds max_sequence_length {self.max_sequence_length}")
+        with tf.control_dependencies([check]):
+            return tf.identity(word_ids)
+
+    def call(self, word_ids, type_ids, training=None):
+        word_ids = self.check_sequence_length(word_ids)
+        seq_len = tf.shape(word_ids)[1]
+        embeddings = self.word_embeddings(word_ids) + self.type_embeddings(type_ids)
+        positions = tf.cast(self.position_embeddings[:seq_len], embeddings.dtype)
+        embeddings = embeddings + positions[tf.newaxis]
+        return self.dropout(self.layer_norm(embeddings), training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(vocab_size=self.vocab_size, hidden_size=self.hidden_size,
+                      max_sequence_length=self.max_sequence_length, type_vocab_size=self.type_vocab_size,
+                      dropout_rate=self.dropout_rate, initializer=keras.initializers.serialize(self.initializer))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="research")
+class SelfAttention(keras.layers.Layer):
+    """Multi-head self-attention with one fused Q/K/V projection [hidden, 3 * hidden].
+
+    call(x [batch, seq_len, hidden], input_mask int32 [batch, seq_len]) -> [batch, seq_len, hidden].
+    Scores are computed in the compute dtype; the padding bias is added and the softmax taken in
+    float32. (The mask goes in as int: Keras casts float arguments of a layer to its compute dtype.)
+    """
+
+    def __init__(self, hidden_size, num_heads, dropout_rate=0.1, initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_heads}")
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.head_size = hidden_size // num_heads
+        self.dropout_rate = dropout_rate
+        self.initializer = default_initializer(initializer)
+        self.qkv = keras.layers.Dense(3 * hidden_size, kernel_initializer=clone_initializer(self.initializer),
+                                      dtype=self.dtype_policy, name="qkv")
+        self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=clone_initializer(self.initializer),
+                                               dtype=self.dtype_policy, name="output")
+        self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy)
+
+    def build(self, input_shape=None):
+        self.qkv.build((None, None, self.hidden_size))
+        self.output_dense.build((None, None, self.hidden_size))
+        self.built = True
+
+    def call(self, x, input_mask, training=None):
+        batch, seq_len = tf.shape(x)[0], tf.shape(x)[1]
+        qkv = tf.reshape(self.qkv(x), [batch, seq_len, 3, self.num_heads, self.head_size])
+        query, key, value = tf.unstack(qkv, axis=2)  # each [batch, seq_len, heads, head_size]
+        query = query * tf.cast(1.0 / math.sqrt(self.head_size), query.dtype)
+        scores = tf.einsum("bqnd,bknd->bnqk", query, key)
+        probs = tf.nn.softmax(tf.cast(scores, tf.float32) + attention_bias(input_mask), axis=-1)
+        probs = self.dropout(tf.cast(probs, value.dtype), training=training)
+        context = tf.einsum("bnqk,bknd->bqnd", probs, value)
+        return self.output_dense(tf.reshape(context, [batch, seq_len, self.hidden_size]))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_size=self.hidden_size, num_heads=self.num_heads, dropout_rate=self.dropout_rate,
+                      initializer=keras.initializers.serialize(self.initializer))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="research")
+class TransformerBlock(keras.layers.Layer):
+    """One post-layer-norm BERT layer.
+
+    x -> attention -> dropout -> + x -> layer norm -> FFN (intermediate, activation, output) -> dropout
+      -> + residual -> layer norm.
+    call(x [batch, seq_len, hidden], input_mask int32 [batch, seq_len]) -> [batch, seq_len, hidden].
+    """
+
+    def __init__(self, hidden_size, num_heads, intermediate_size, hidden_dropout_rate=0.1,
+                 attention_dropout_rate=0.1, activation="gelu", initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_dropout_rate = hidden_dropout_rate
+        self.attention_dropout_rate = attention_dropout_rate
+        self.activation = keras.activations.get(activation)
+        self.initializer = default_initializer(initializer)
+        policy = self.dtype_policy
+        self.attention = SelfAttention(hidden_size, num_heads, attention_dropout_rate,
+                                       clone_initializer(self.initializer), dtype=policy, name="attention")
+        self.attention_dropout = keras.layers.Dropout(hidden_dropout_rate, dtype=policy)
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=_LAYER_NORM_EPSILON, dtype=policy,
+                                                              name="attention_layer_norm")
+        self.intermediate = keras.layers.Dense(intermediate_size, activation=self.activation,
+                                               kernel_initializer=clone_initializer(self.initializer),
+                                               dtype=policy, name="intermediate")
+        self.ffn_output = keras.layers.Dense(hidden_size, kernel_initializer=clone_initializer(self.initializer),
+                                             dtype=policy, name="output")
+        self.ffn_dropout = keras.layers.Dropout(hidden_dropout_rate, dtype=policy)
+        self.output_norm = keras.layers.LayerNormalization(epsilon=_LAYER_NORM_EPSILON, dtype=policy,
+                                                           name="output_layer_norm")
+
+    def build(self, input_shape=None):
+        shape = (None, None, self.hidden_size)
+        self.attention.build(shape)
+        self.attention_norm.build(shape)
+        self.intermediate.build(shape)
+        self.ffn_output.build((None, None, self.intermediate_size))
+        self.output_norm.build(shape)
+        self.built = True
+
+    def call(self, x, input_mask, training=None):
+        attended = self.attention_dropout(self.attention(x, input_mask, training=training), training=training)
+        x = self.attention_norm(x + attended)
+        transformed = self.ffn_dropout(self.ffn_output(self.intermediate(x)), training=training)
+        return self.output_norm(x + transformed)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_size=self.hidden_size, num_heads=self.num_heads,
+                      intermediate_size=self.intermediate_size, hidden_dropout_rate=self.hidden_dropout_rate,
+                      attention_dropout_rate=self.attention_dropout_rate,
+                      activation=keras.activations.serialize(self.activation),
+                      initializer=keras.initializers.serialize(self.initializer))
+        return config

@@ -1,0 +1,1 @@
+"""Tasks: masked-LM pretraining and sentence(-pair) prediction fine-tuning."""

@@ -1,0 +1,206 @@
+"""Masked-language-model pretraining: Model Garden's `MaskedLMTask`, on our fused MLM head.
+
+The model (a `BertPretrainer`) returns the per-position cross-entropy of the masked positions,
+already weighted, and the argmax ids: the `[positions, vocab]` logits are never built in training.
+The loss is the weighted mean over the masked positions, plus the next-sentence loss when the model
+has a `next_sentence` head, plus the model's auxiliary losses.
+"""
+import dataclasses
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from research.core import base_task
+from research.data import features, pretrain_input
+from research.data import tokenizer as tokenizer_lib
+from research.tasks import checkpoint_init
+
+NEXT_SENTENCE_HEAD = "next_sentence"
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainDataConfig:
+    """Where the pretraining records are and how batches are made and masked.
+
+    Attributes:
+      input_path: glob (or comma-separated globs) of TFRecord shards from build_pretraining_data.
+      global_batch_size: examples per step over all replicas.
+      seq_len: length of the records' id vectors.
+      vocab_size: ids lie in [0, vocab_size); masking draws random replacements from it.
+      max_predictions_per_seq: P, the masked positions per sequence.
+      is_training: shuffle and repeat (training) or one ordered pass (evaluation).
+      seed: shuffling and masking seed.
+      use_next_sentence_label: the records carry next_sentence_labels.
+      whole_word_masking: mask whole words; needs `spm_model` for the word starts.
+      spm_model: the sentencepiece model of the records (for whole-word masking).
+      mask_rate, mask_prob, random_prob: see research.ops.mask_tokens.
+      masking_backend: 'auto', 'native' or 'reference'.
+      shuffle_buffer_size: records in the shuffle buffer.
+    """
+    input_path: str = ""
+    global_batch_size: int = 32
+    seq_len: int = 128
+    vocab_size: int = 30522
+    max_predictions_per_seq: int = 20
+    is_training: bool = True
+    seed: int = 0
+    use_next_sentence_label: bool = False
+    whole_word_masking: bool = False
+    spm_model: str = ""
+    mask_rate: float = 0.15
+    mask_prob: float = 0.8
+    random_prob: float = 0.1
+    masking_backend: str = "auto"
+    shuffle_buffer_size: int = 10_000
+
+    def __post_init__(self):
+        _require(bool(self.input_path), "PretrainDataConfig.input_path is empty: bind it to a glob of TFRecord shards")
+        for name in ("global_batch_size", "seq_len", "vocab_size", "max_predictions_per_seq", "shuffle_buffer_size"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and value >= 1,
+                     f"PretrainDataConfig.{name} must be an int >= 1, got {value!r}")
+        _require(not self.whole_word_masking or bool(self.spm_model),
+                 "PretrainDataConfig.whole_word_masking needs spm_model (the word starts come from its pieces)")
+
+    def masking(self) -> pretrain_input.MaskingConfig:
+        return pretrain_input.MaskingConfig(
+            vocab_size=self.vocab_size, max_predictions_per_seq=self.max_predictions_per_seq,
+            mask_rate=self.mask_rate, mask_prob=self.mask_prob, random_prob=self.random_prob,
+            backend=self.masking_backend)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedLMConfig:
+    """The masked-LM task.
+
+    Attributes:
+      model: a callable returning the `BertPretrainer` (gin binds `@BertPretrainer` with its encoder);
+        called inside the distribution strategy's scope.
+      train_data: the training data, or None for evaluation-only runs.
+      validation_data: the validation data, or None.
+      init_checkpoint: a checkpoint whose `encoder` initializes the model when model_dir has none.
+      scale_loss: divide the loss by the number of replicas before the gradient, so that the summed
+        replica gradients are the gradient of the global mean.
+    """
+    model: Callable[[], keras.Model] | None = None
+    train_data: PretrainDataConfig | None = None
+    validation_data: PretrainDataConfig | None = None
+    init_checkpoint: str = ""
+    scale_loss: bool = True
+
+    def __post_init__(self):
+        _require(callable(self.model), f"MaskedLMConfig.model must be a callable building the model, got {self.model!r}")
+        _require(self.train_data is not None or self.validation_data is not None,
+                 "MaskedLMConfig needs train_data, validation_data or both")
+
+
+class MaskedLMTask(base_task.Task):
+    """Task object for masked language modeling."""
+
+    def build_model(self) -> keras.Model:
+        return self.task_config.model()
+
+    def initialize(self, model: keras.Model):
+        """Restores the encoder from `init_checkpoint` when model_dir has no checkpoint yet."""
+        if self.task_config.init_checkpoint:
+            checkpoint_init.restore_encoder(model, self.task_config.init_checkpoint)
+
+    def build_inputs(self, params: PretrainDataConfig, input_context: tf.distribute.InputContext | None = None):
+        """Returns tf.data.Dataset for pretraining."""
+        word_start_table = None
+        if params.whole_word_masking:
+            word_start_table = tokenizer_lib.Tokenizer(params.spm_model).word_start_table()
+        return pretrain_input.pretrain_dataset(
+            params.input_path, batch_size=params.global_batch_size, seq_len=params.seq_len,
+            masking=params.masking(), is_training=params.is_training, seed=params.seed,
+            word_start_table=word_start_table, use_next_sentence_label=params.use_next_sentence_label,
+            shuffle_buffer_size=params.shuffle_buffer_size, input_context=input_context)
+
+    def build_losses(self, labels, model_outputs, aux_losses=None) -> tf.Tensor:
+        """Weighted mean masked-LM cross-entropy (+ next-sentence loss, + auxiliary losses).
+
+        Args:
+          labels: the batch: `masked_lm_weights` float32 [batch, P] and, with a next-sentence head,
+            `next_sentence_labels` int32 [batch].
+          model_outputs: the BertPretrainer outputs.
+          aux_losses: auxiliary loss tensors, i.e. losses in keras.Model.
+
+        Returns:
+          The total loss, a float32 scalar.
+        """
+        total = masked_lm_loss(labels, model_outputs)
+        if NEXT_SENTENCE_HEAD in model_outputs:
+            total += tf.reduce_mean(next_sentence_losses(labels, model_outputs))
+        if aux_losses:
+            total += tf.add_n([tf.cast(loss, tf.float32) for loss in aux_losses])
+        return total
+
+    def build_metrics(self, training: bool = True) -> list:
+        del training
+        metrics = [keras.metrics.Mean(name="masked_lm_accuracy"), keras.metrics.Mean(name="lm_example_loss")]
+        if self._has_next_sentence_head():
+            metrics += [keras.metrics.SparseCategoricalAccuracy(name="next_sentence_accuracy"),
+                        keras.metrics.Mean(name="next_sentence_loss")]
+        return metrics
+
+    def _has_next_sentence_head(self) -> bool:
+        data = self.task_config.train_data or self.task_config.validation_data
+        return data.use_next_sentence_label
+
+    def process_metrics(self, metrics, labels, model_outputs, **kwargs):
+        metrics = {metric.name: metric for metric in metrics}
+        weights = labels[features.MASKED_LM_WEIGHTS]
+        correct = tf.cast(tf.equal(model_outputs["mlm_predicted_ids"], labels[features.MASKED_LM_IDS]), tf.float32)
+        metrics["masked_lm_accuracy"].update_state(correct, sample_weight=weights)
+        metrics["lm_example_loss"].update_state(masked_lm_loss(labels, model_outputs))
+        if NEXT_SENTENCE_HEAD in model_outputs and "next_sentence_accuracy" in metrics:
+            next_labels = labels[features.NEXT_SENTENCE_LABELS]
+            metrics["next_sentence_accuracy"].update_state(next_labels, model_outputs[NEXT_SENTENCE_HEAD])
+            metrics["next_sentence_loss"].update_state(next_sentence_losses(labels, model_outputs))
+
+    def process_compiled_metrics(self, compiled_metrics, labels, model_outputs):
+        """Feeds compiled metrics (masked ids, predicted ids, masked-LM weights): Accuracy gives the MLM accuracy."""
+        compiled_metrics.update_state(labels[features.MASKED_LM_IDS], model_outputs["mlm_predicted_ids"],
+                                      sample_weight=labels[features.MASKED_LM_WEIGHTS])
+
+    def train_step(self, inputs, model: keras.Model, optimizer, metrics=None) -> dict:
+        """Does forward and backward: mixed-precision loss scaling, replica scaling, clipping (optimizer)."""
+        with tf.GradientTape() as tape:
+            outputs = model(inputs, training=True)
+            loss = self.build_losses(labels=inputs, model_outputs=outputs, aux_losses=model.losses)
+            scaled_loss = loss
+            if self.task_config.scale_loss:
+                scaled_loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
+            scaled_loss = optimizer.scale_loss(scaled_loss)  # loss scaling (float16); identity otherwise
+        variables = model.trainable_variables
+        gradients = tape.gradient(scaled_loss, variables)
+        optimizer.apply_gradients(list(zip(gradients, variables)))
+        if metrics:
+            self.process_metrics(metrics, inputs, outputs)
+        return {self.loss: loss}
+
+    def validation_step(self, inputs, model: keras.Model, metrics=None) -> dict:
+        outputs = self.inference_step(inputs, model)
+        loss = self.build_losses(labels=inputs, model_outputs=outputs, aux_losses=model.losses)
+        if metrics:
+            self.process_metrics(metrics, inputs, outputs)
+        return {self.loss: loss}
+
+
+def masked_lm_loss(labels, model_outputs) -> tf.Tensor:
+    """float32 scalar: sum of the weighted per-position losses over the sum of the weights."""
+    weights = tf.cast(labels[features.MASKED_LM_WEIGHTS], tf.float32)
+    per_position = tf.cast(model_outputs["mlm_per_position_loss"], tf.float32)
+    return tf.reduce_sum(per_position) / (tf.reduce_sum(weights) + 1e-5)
+
+
+def next_sentence_losses(labels, model_outputs) -> tf.Tensor:
+    """float32 [batch]: cross-entropy of the next-sentence head against `next_sentence_labels`."""
+    logits = tf.cast(model_outputs[NEXT_SENTENCE_HEAD], tf.float32)
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels[features.NEXT_SENTENCE_LABELS], logits=logits)

@@ -1,0 +1,123 @@
+"""BertEncoder: shapes, masking, the embedding table, mixed precision, config, checkpoints, .keras."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from research.modeling import BertEncoder
+from modeling_helpers import HIDDEN, SEQ_LEN, VOCAB, encoder_inputs, tiny_encoder
+
+
+def _assert_same_outputs(a, b, inputs, atol=0.0):
+    out_a, out_b = a(inputs), b(inputs)
+    for key in ("sequence_output", "pooled_output"):
+        np.testing.assert_allclose(out_a[key].numpy(), out_b[key].numpy(), atol=atol, rtol=0)
+
+
+def test_shapes_and_dtypes():
+    encoder = tiny_encoder()
+    outputs = encoder(encoder_inputs())
+    assert outputs["sequence_output"].shape == (2, SEQ_LEN, HIDDEN)
+    assert outputs["pooled_output"].shape == (2, HIDDEN)
+    assert len(outputs["encoder_outputs"]) == 2
+    assert all(o.shape == (2, SEQ_LEN, HIDDEN) for o in outputs["encoder_outputs"])
+    assert outputs["sequence_output"].dtype == tf.float32
+    np.testing.assert_array_equal(outputs["encoder_outputs"][-1].numpy(), outputs["sequence_output"].numpy())
+    assert np.all(np.abs(outputs["pooled_output"].numpy()) <= 1.0)  # tanh
+    # List inputs in the order word ids, mask, type ids give the same result.
+    inputs = encoder_inputs()
+    as_list = [inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"]]
+    np.testing.assert_allclose(encoder(as_list)["sequence_output"].numpy(), outputs["sequence_output"].numpy())
+
+
+def test_padding_is_masked():
+    encoder = tiny_encoder()
+    inputs = encoder_inputs(lengths=(8, 5))
+    changed = {k: v.copy() for k, v in inputs.items()}
+    changed["input_word_ids"][1, 5:] = [11, 12, 13]
+    changed["input_type_ids"][1, 5:] = 1
+    before, after = encoder(inputs), encoder(changed)
+    np.testing.assert_allclose(after["sequence_output"].numpy()[1, :5], before["sequence_output"].numpy()[1, :5],
+                               atol=1e-6)
+    np.testing.assert_allclose(after["pooled_output"].numpy(), before["pooled_output"].numpy(), atol=1e-6)
+    # Unmasking those positions does change the real positions: the mask is what hides them.
+    changed["input_mask"][1, :] = 1
+    unmasked = encoder(changed)
+    assert not np.allclose(unmasked["sequence_output"].numpy()[1, :5], before["sequence_output"].numpy()[1, :5],
+                           atol=1e-4)
+
+
+def test_embedding_table_is_the_word_embedding_variable():
+    encoder = tiny_encoder()
+    table = encoder.get_embedding_table()
+    assert isinstance(table, keras.Variable)
+    assert tuple(table.shape) == (VOCAB, HIDDEN)
+    assert any(table is w for w in encoder.trainable_weights)
+    # Zeroing one word's row changes what that word embeds to.
+    inputs = encoder_inputs()
+    before = encoder(inputs)["sequence_output"].numpy()
+    word = int(inputs["input_word_ids"][0, 2])
+    table.assign(tf.tensor_scatter_nd_update(table, [[word]], tf.zeros([1, HIDDEN])))
+    assert not np.allclose(encoder(inputs)["sequence_output"].numpy()[0, 2], before[0, 2])
+
+
+def test_too_long_sequence_raises():
+    encoder = tiny_encoder(max_sequence_length=6)
+    with pytest.raises(ValueError, match=r"seq_len 8 exceeds max_sequence_length 6"):
+        encoder(encoder_inputs())
+    # In a graph with an unknown seq_len, the same check runs at execution time.
+    spec = tf.TensorSpec([None, None], tf.int32)
+    run = tf.function(lambda w, m, t: encoder([w, m, t])["pooled_output"], input_signature=[spec] * 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_sequence_length 6"):
+        run(*[tf.constant(v) for v in encoder_inputs().values()])
+
+
+def test_mixed_bfloat16():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    encoder = tiny_encoder()
+    assert all(v.dtype == "float32" for v in encoder.weights)
+    inputs = encoder_inputs()
+    with tf.GradientTape() as tape:
+        outputs = encoder(inputs)
+        assert outputs["sequence_output"].dtype == tf.bfloat16
+        assert outputs["pooled_output"].dtype == tf.bfloat16
+        loss = tf.reduce_mean(tf.square(tf.cast(outputs["sequence_output"], tf.float32)))
+        loss += tf.reduce_mean(tf.cast(outputs["pooled_output"], tf.float32))
+    grads = tape.gradient(loss, encoder.trainable_variables)
+    assert all(g is not None and g.dtype == tf.float32 for g in grads)
+    assert all(np.all(np.isfinite(tf.convert_to_tensor(g).numpy())) for g in grads)
+    # Fully padded rows stay finite too (every key masked).
+    inputs["input_mask"][1, :] = 0
+    assert np.all(np.isfinite(tf.cast(encoder(inputs)["sequence_output"], tf.float32).numpy()))
+
+
+def test_config_round_trip():
+    encoder = tiny_encoder(activation="relu", initializer=keras.initializers.TruncatedNormal(stddev=0.05))
+    config = encoder.get_config()
+    assert config["initializer"]["config"]["stddev"] == 0.05
+    clone = BertEncoder.from_config(config)
+    assert clone.get_config() == config
+    clone.set_weights(encoder.get_weights())
+    _assert_same_outputs(encoder, clone, encoder_inputs())
+
+
+def test_checkpoint_round_trip(tmp_path):
+    encoder, other = tiny_encoder(), tiny_encoder()
+    inputs = encoder_inputs()
+    assert not np.allclose(encoder(inputs)["pooled_output"].numpy(), other(inputs)["pooled_output"].numpy())
+    path = tf.train.Checkpoint(encoder=encoder).write(str(tmp_path / "ckpt"))
+    saved = [name for name, _ in tf.train.list_variables(path) if name.endswith("VARIABLE_VALUE")]
+    assert len(saved) == len(encoder.weights)  # every block is in the checkpoint, not only the embeddings
+    tf.train.Checkpoint(encoder=other).read(path).assert_consumed()
+    _assert_same_outputs(encoder, other, inputs)
+
+
+def test_keras_save_and_load(tmp_path):
+    encoder = tiny_encoder()
+    inputs = encoder_inputs()
+    encoder(inputs)
+    encoder.save(tmp_path / "encoder.keras")
+    loaded = keras.models.load_model(tmp_path / "encoder.keras")
+    assert isinstance(loaded, BertEncoder)
+    assert loaded.get_config() == encoder.get_config()
+    _assert_same_outputs(encoder, loaded, inputs)
