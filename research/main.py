@@ -39,14 +39,13 @@ def parse_gin(gin_files, gin_params) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    parse_gin(_GIN_FILE.value, _GIN_PARAM.value)
-    overrides = {}
+    overrides = []  # flags win over the files, as bindings so that the operative config records them
     if _MODE.value:
-        overrides["mode"] = _MODE.value
+        overrides.append(f"launch.launch.mode = {_MODE.value!r}")
     if _MODEL_DIR.value:
-        overrides["model_dir"] = _MODEL_DIR.value
-    result = gin.get_configurable(launch.launch)(operative_config=gin.operative_config_str, dry_run=_DRY_RUN.value,
-                                                 **overrides)
+        overrides += [f"MODEL_DIR = {_MODEL_DIR.value!r}", f"launch.launch.model_dir = {_MODEL_DIR.value!r}"]
+    parse_gin(_GIN_FILE.value, _GIN_PARAM.value + overrides)
+    result = gin.get_configurable(launch.launch)(operative_config=gin.operative_config_str, dry_run=_DRY_RUN.value)
     if _DRY_RUN.value:
         print(f"dry run passed: {type(result.model).__name__} with {result.model.count_params()} parameters")
         return
