@@ -44,6 +44,14 @@ def _check_tensorflow_importable():
             "install tensorflow-cpu first; with the default isolated build pip installs it by itself.")
 
 
+def _install_file(source: Path, destination: Path) -> None:
+    """Copies under a temporary name, then renames: a process that has the old library loaded keeps
+    its (unlinked) file instead of crashing on one overwritten under it, as an in-place copy would."""
+    temporary = destination.with_name(destination.name + ".tmp")
+    shutil.copy2(source, temporary)
+    os.replace(temporary, destination)
+
+
 class CMakeBuild(build_ext):
     """Runs CMake once for all C++ targets and copies its products into the package tree."""
 
@@ -67,9 +75,9 @@ class CMakeBuild(build_ext):
         ops_dir = Path(self.get_ext_fullpath("research.ops._placeholder")).resolve().parent
         ops_dir.mkdir(parents=True, exist_ok=True)
         native_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(build_dir / OP_LIBRARY, ops_dir / OP_LIBRARY)
-        shutil.copy2(build_dir / BUILD_INFO, ops_dir / BUILD_INFO)
-        shutil.copy2(build_dir / native_path.name, native_path)
+        _install_file(build_dir / OP_LIBRARY, ops_dir / OP_LIBRARY)
+        _install_file(build_dir / BUILD_INFO, ops_dir / BUILD_INFO)
+        _install_file(build_dir / native_path.name, native_path)
 
     def get_outputs(self):
         ops_dir = Path(self.get_ext_fullpath("research.ops._placeholder")).parent
