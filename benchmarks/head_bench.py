@@ -5,18 +5,20 @@ w.r.t. hidden, embedding table and bias, inside a tf.function (no XLA), and meas
 holds: each configuration runs in its own subprocess, which after a warm-up step resets the kernel's
 peak-RSS counter (`echo 5 > /proc/self/clear_refs`), then reports VmHWM - VmRSS (from
 /proc/self/status) over the timed steps, i.e. the peak resident memory a step adds on top of its
-inputs. TensorFlow's allocator statistics are reported too when `tf.config.experimental.get_memory_info`
-supports the CPU (it does not in TF 2.21: the column then says n/a). Model Garden's MaskedLM is
-timed as well when `import official` works.
+inputs. TensorFlow's allocator statistics (`tf.config.experimental.get_memory_info('CPU:0')` after
+`reset_memory_stats`, which work on CPU in TF 2.21) are reported too: they leave out memory that
+OpenBLAS and oneDNN allocate themselves. Subprocesses alternate between the backends for
+`--rounds` rounds, since the speed of a shared host drifts. Model Garden's MaskedLM is not wired
+in (`official` is not installed here); the script says so when it becomes importable.
 
-    python benchmarks/head_bench.py [--repeats 3] [--configs 640x128,19456x768] [--write_results]
+    python benchmarks/head_bench.py [--repeats 3] [--rounds 2] [--configs 640x128,19456x768] [--write_results]
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -81,11 +83,16 @@ def child(n, d, backend, repeats):
     tf.matmul(tiny[0], tiny[1], transpose_b=True)
     peak_reset = _reset_peak()
     rss_before = _status_kb("VmRSS")
+    try:
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        tf_before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    except (ValueError, RuntimeError, KeyError):
+        tf_before = None
     durations = _report.time_runs(run_once, repeats)  # one warm-up step, then the timed ones
     held_mb = (_status_kb("VmHWM") - rss_before) / 1024 if peak_reset else None
     try:
-        tf_peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
-    except (ValueError, RuntimeError, KeyError):
+        tf_peak = (tf.config.experimental.get_memory_info("CPU:0")["peak"] - tf_before) / 2**20
+    except (ValueError, RuntimeError, KeyError, TypeError):
         tf_peak = None
     print(json.dumps({"durations": durations, "held_mb": held_mb, "tf_peak_mb": tf_peak}))
 
@@ -111,6 +118,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per configuration (after a warm-up)")
     parser.add_argument("--configs", default=",".join(f"{n}x{d}" for n, d in CONFIGS), help="NxD,NxD,...")
     parser.add_argument("--backends", default="native,reference")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating subprocesses per backend and configuration")
     parser.add_argument("--write_results", action="store_true", help=f"write the '{TITLE}' section of RESULTS.md")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -124,30 +132,35 @@ def main():
     if "model_garden" not in backends and model_garden_available():
         print("note: Model Garden is importable but its MaskedLM is not wired into this benchmark")
     rows = []
-    print(f"V = {VOCAB}; forward + backward of sum(loss) / sum(weights), float32, all weights 1")
-    header = (f"{'N':>6} {'D':>4} {'backend':>10} {'median s':>9} {'best s':>7} {'held MB':>8} "
-              f"{'ref logits MB':>13} {'speed-up':>8}")
-    print(header)
+    print(f"V = {VOCAB}; forward + backward of sum(loss) / sum(weights), float32, all weights 1; "
+          f"{args.rounds} alternating rounds of {args.repeats} steps per backend")
+    print(f"{'N':>6} {'D':>4} {'backend':>10} {'median s':>9} {'best s':>7} {'held MB':>8} {'TF peak MB':>10} "
+          f"{'logits MB':>9} {'speed-up':>8}")
     for n, d in configs:
-        medians = {}
-        for backend in backends:
-            start = time.perf_counter()
-            result = measure(n, d, backend, args.repeats)
-            if isinstance(result, str):
-                print(f"{n:>6} {d:>4} {backend:>10} failed: {result}")
-                rows.append((n, d, backend, None, None, None, result))
+        results = {backend: {"durations": [], "held_mb": [], "tf_peak_mb": [], "error": None} for backend in backends}
+        for _ in range(args.rounds):  # alternating processes: the host's speed drifts
+            for backend in backends:
+                result = measure(n, d, backend, args.repeats)
+                if isinstance(result, str):
+                    results[backend]["error"] = result
+                    continue
+                for key in ("durations", "held_mb", "tf_peak_mb"):
+                    value = result[key]
+                    results[backend][key] += value if isinstance(value, list) else ([] if value is None else [value])
+        medians = {b: statistics.median(r["durations"]) for b, r in results.items() if r["durations"]}
+        for backend, result in results.items():
+            if backend not in medians:
+                print(f"{n:>6} {d:>4} {backend:>10} failed: {result['error']}")
+                rows.append((n, d, backend, None, None, None, None, result["error"]))
                 continue
-            durations = result["durations"]
-            median = sorted(durations)[len(durations) // 2]
-            medians[backend] = median
-            logits_mb = n * VOCAB * 4 / 2**20
-            speedup = medians.get("reference", float("nan")) / median if backend != "reference" else 1.0
-            held = result["held_mb"]
-            print(f"{n:>6} {d:>4} {backend:>10} {median:>9.3f} {min(durations):>7.3f} "
-                  f"{held if held is None else f'{held:.0f}':>8} {logits_mb:>13.0f} "
-                  f"{speedup if backend == 'reference' or 'reference' in medians else float('nan'):>8.2f}"
-                  f"   ({time.perf_counter() - start:.0f} s)", flush=True)
-            rows.append((n, d, backend, median, min(durations), held, result["tf_peak_mb"]))
+            median, best = medians[backend], min(result["durations"])
+            held = max(result["held_mb"]) if result["held_mb"] else None
+            tf_peak = max(result["tf_peak_mb"]) if result["tf_peak_mb"] else None
+            speedup = medians["reference"] / median if "reference" in medians else None
+            fmt = lambda x, spec: "n/a" if x is None else format(x, spec)  # noqa: E731
+            print(f"{n:>6} {d:>4} {backend:>10} {median:>9.3f} {best:>7.3f} {fmt(held, '.0f'):>8} "
+                  f"{fmt(tf_peak, '.0f'):>10} {n * VOCAB * 4 / 2**20:>9.0f} {fmt(speedup, '.2f'):>8}", flush=True)
+            rows.append((n, d, backend, median, best, held, tf_peak, None))
 
     if args.write_results:
         lines = [f"Machine: {_report.machine_description()}.", "",
@@ -155,20 +168,24 @@ def main():
                  f"table and bias), float32, V = {VOCAB}, all weights 1, inside `tf.function` without XLA; "
                  f"median and best of {args.repeats} steps after a warm-up. *Held* is the peak resident memory a "
                  "step adds above its inputs (VmHWM - VmRSS from /proc/self/status after resetting the peak with "
-                 "/proc/self/clear_refs before the first step; one subprocess per configuration); TensorFlow's CPU allocator reports no "
-                 "statistics in this version. *Logits* is the size of the reference's [N, V] float32 logits. "
+                 "/proc/self/clear_refs before the first step; one subprocess per configuration and round, rounds "
+                 f"alternating between backends ({args.rounds} rounds), the largest figure kept). *TF peak* is "
+                 "TensorFlow's CPU allocator peak over the same steps (`tf.config.experimental.get_memory_info`, "
+                 "after `reset_memory_stats`), above the inputs; it leaves out OpenBLAS's and oneDNN's own buffers. "
+                 "*Logits* is the size of the reference's [N, V] float32 logits. "
                  "Model Garden's MaskedLM: not measured (`official` is not installed).", "",
-                 "| N | D | backend | median s | best s | held MB | logits MB | speed-up vs reference |",
-                 "|---:|---:|---|---:|---:|---:|---:|---:|"]
+                 "| N | D | backend | median s | best s | held MB | TF peak MB | logits MB | speed-up vs reference |",
+                 "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
         reference = {(n, d): median for n, d, backend, median, *_ in rows if backend == "reference" and median}
-        for n, d, backend, median, best, held, extra in rows:
+        for n, d, backend, median, best, held, tf_peak, error in rows:
             if median is None:
-                lines.append(f"| {n} | {d} | {backend} | failed: {extra} | | | | |")
+                lines.append(f"| {n} | {d} | {backend} | failed: {error} | | | | | |")
                 continue
             ref = reference.get((n, d))
             speedup = f"{ref / median:.2f}x" if ref else "n/a"
             held_text = "n/a" if held is None else f"{held:.0f}"
-            lines.append(f"| {n} | {d} | {backend} | {median:.3f} | {best:.3f} | {held_text} | "
+            tf_text = "n/a" if tf_peak is None else f"{tf_peak:.0f}"
+            lines.append(f"| {n} | {d} | {backend} | {median:.3f} | {best:.3f} | {held_text} | {tf_text} | "
                          f"{n * VOCAB * 4 / 2**20:.0f} | {speedup} |")
         _report.write_section(TITLE, "\n".join(lines))
         print(f"wrote the '{TITLE}' section of {_report.RESULTS}")

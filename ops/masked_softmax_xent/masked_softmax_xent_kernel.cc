@@ -2,14 +2,23 @@
 //
 // Rows with a non-zero weight are compacted and processed in chunks of R rows against the full
 // vocabulary, so each chunk's softmax is exact in one pass and the [N, V] logits never exist; only
-// an [R, V] float32 buffer does (about 64 MB by default). Per chunk:
-//   phase 1, split by rows over the intra-op threads:   logits = H_c E^T (GEMM), + bias, max/argmax,
-//       exp and sum, loss; with gradients, G = w (softmax - onehot) in place, then dH_c = G E (GEMM);
-//   phase 2, split by vocabulary range (gradients only):  dE += G^T H_c (GEMM), db += column sums of G.
-// The GEMMs run in OpenBLAS (scipy-openblas32: runtime CPU dispatch, AVX-512 kernels) with one BLAS
-// thread per shard: measured faster on 2 cores than one threaded BLAS call per phase, and phase 2's
-// split by vocabulary needs no per-thread copies of dE. The element-wise passes have AVX-512
-// versions chosen at run time (the library itself is compiled for baseline x86-64).
+// an [R, V] float32 buffer does (about 24 MB by default). Per chunk, each phase split into one part per
+// intra-op thread:
+//   1. logits = H_c E^T, split by vocabulary range (every GEMM keeps M = R; each thread packs only
+//      its part of the table);
+//   2. by rows: + bias, max and first argmax, exp and sum, loss; with gradients G = w (softmax - onehot)
+//      is written in place of the logits;
+//   3. gradients only: dH_c = G E split by width range, dE (+)= G^T H_c and db (+)= column sums of G
+//      split by vocabulary range (no per-thread copies of dE, no reduction).
+// The GEMMs run in OpenBLAS (scipy-openblas32: runtime CPU dispatch, AVX-512 kernels), one BLAS thread
+// per part; on 2 cores that matched one 2-thread BLAS call per phase (noisy host) and keeps the threads
+// in TensorFlow's pool. The element-wise passes have AVX-512 versions chosen at run time (the library
+// itself is compiled for baseline x86-64; other CPUs get scalar loops).
+// The default chunk (24 MB of logits, 206 rows at V = 30522) keeps the memory a training step holds at
+// N = 19456, D = 768 under 10% of the [N, V] float32 logits; larger chunks measured no faster.
+// Measurement knobs (environment, read when the kernel is built): RESEARCH_XENT_SHARDS (parts per
+// phase, default: the intra-op threads), RESEARCH_XENT_BLAS_THREADS (OpenBLAS threads, default 1),
+// RESEARCH_XENT_CHUNK_MB (default 24), RESEARCH_XENT_PROFILE=1 (per-chunk phase times on stderr).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -38,7 +47,7 @@ using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 
-constexpr int64_t kChunkBytes = int64_t{64} << 20;  // float32 logits per chunk when chunk_rows = 0
+constexpr int64_t kChunkBytes = int64_t{24} << 20;  // float32 logits per chunk when chunk_rows = 0
 
 // ---- element-wise row passes --------------------------------------------------------------------
 
@@ -207,6 +216,7 @@ class MaskedSoftmaxXentOp : public OpKernel {
     // shard (default 1).
     shards_override_ = EnvInt("RESEARCH_XENT_SHARDS", 0);
     profile_ = EnvInt("RESEARCH_XENT_PROFILE", 0) != 0;
+    chunk_bytes_ = std::max<int64_t>(1, EnvInt("RESEARCH_XENT_CHUNK_MB", kChunkBytes >> 20)) << 20;
     blas_threads_ = static_cast<int>(std::max<int64_t>(1, EnvInt("RESEARCH_XENT_BLAS_THREADS", 1)));
   }
 
@@ -305,7 +315,7 @@ class MaskedSoftmaxXentOp : public OpKernel {
       bias_f = bias_dst;
     }
 
-    int64_t rows = chunk_rows_ > 0 ? chunk_rows_ : kChunkBytes / (4 * std::max<int64_t>(v, 1));
+    int64_t rows = chunk_rows_ > 0 ? chunk_rows_ : chunk_bytes_ / (4 * std::max<int64_t>(v, 1));
     rows = std::max<int64_t>(rows, 8);
     rows = std::min<int64_t>(rows, std::max<int64_t>(1, kInt32Max / std::max<int64_t>(v, 1)));
     rows = std::min(rows, num_active);
@@ -411,6 +421,7 @@ class MaskedSoftmaxXentOp : public OpKernel {
   int64_t shards_override_ = 0;
   int blas_threads_ = 1;
   bool profile_ = false;
+  int64_t chunk_bytes_ = kChunkBytes;
 };
 
 #define RESEARCH_REGISTER(T)                                                                        \

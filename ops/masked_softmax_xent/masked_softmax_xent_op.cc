@@ -61,7 +61,7 @@ output_bias: [V].
 labels: int32 [N], each in [0, V) (InvalidArgument otherwise, naming the row and value).
 weights: float [N]; rows with weight 0 are skipped entirely.
 compute_gradients: also return the gradients of sum(loss) w.r.t. hidden, table and bias.
-chunk_rows: rows per chunk (0: automatic, about 64 MB of float32 logits per chunk).
+chunk_rows: rows per chunk (0: automatic, about 24 MB of float32 logits per chunk).
 loss: float [N], weights * (logsumexp(logits) - logits[label]); 0 where the weight is 0.
 predicted_ids: int32 [N], argmax of the logits (lowest index on ties); -1 where the weight is 0.
 unit_d_hidden: float32 [N, D] (or [0, D] without compute_gradients), d sum(loss) / d hidden.

@@ -42,7 +42,7 @@ def masked_lm_loss(hidden, embedding_table, output_bias, labels, weights, *, tra
       training: also compute the gradients in the forward pass (cheaper when a gradient follows);
         False for inference and evaluation. Values are identical either way.
       backend: 'auto', 'native' or 'reference' (see research/ops/backend.py).
-      chunk_rows: rows per chunk of the native kernel; 0 picks about 64 MB of logits per chunk.
+      chunk_rows: rows per chunk of the native kernel; 0 picks about 24 MB of logits per chunk.
 
     Returns:
       (per_position_loss float32 [N], predicted_ids int32 [N]).
