@@ -1,4 +1,4 @@
-"""Fused masked-LM head: Research>MaskedSoftmaxXent (native) vs its pure-TensorFlow twin (reference).
+"""Fused masked-LM head: the chunked native path (Research>SoftmaxXentChunk) vs its pure-TensorFlow twin (reference).
 
 Times one training step of the head, forward + backward, of loss = sum(per_position_loss) / sum(weights)
 w.r.t. hidden, embedding table and bias, inside a tf.function (no XLA), and measures the memory it
@@ -7,7 +7,7 @@ peak-RSS counter (`echo 5 > /proc/self/clear_refs`), then reports VmHWM - VmRSS 
 /proc/self/status) over the timed steps, i.e. the peak resident memory a step adds on top of its
 inputs. TensorFlow's allocator statistics (`tf.config.experimental.get_memory_info('CPU:0')` after
 `reset_memory_stats`, which work on CPU in TF 2.21) are reported too: they leave out memory that
-OpenBLAS and oneDNN allocate themselves. Subprocesses alternate between the backends for
+oneDNN allocates itself. Subprocesses alternate between the backends for
 `--rounds` rounds, since the speed of a shared host drifts. Model Garden's MaskedLM is not wired
 in (`official` is not installed here); the script says so when it becomes importable.
 
@@ -76,7 +76,7 @@ def child(n, d, backend, repeats):
         total.numpy()
         del grads
 
-    # Load the library and initialise the BLAS and oneDNN on tiny inputs, so that the held memory counts
+    # Load the library and initialise oneDNN on tiny inputs, so that the held memory counts
     # only what the steps themselves need; the first step (tracing) is part of the measurement.
     tiny = [x[:2] for x in (hidden, table, bias)]
     ops.masked_lm_loss(*tiny, tf.zeros([2], tf.int32), tf.ones([2]), backend=backend)
@@ -171,7 +171,7 @@ def main():
                  "/proc/self/clear_refs before the first step; one subprocess per configuration and round, rounds "
                  f"alternating between backends ({args.rounds} rounds), the largest figure kept). *TF peak* is "
                  "TensorFlow's CPU allocator peak over the same steps (`tf.config.experimental.get_memory_info`, "
-                 "after `reset_memory_stats`), above the inputs; it leaves out OpenBLAS's and oneDNN's own buffers. "
+                 "after `reset_memory_stats`), above the inputs; it leaves out oneDNN's own buffers. "
                  "*Logits* is the size of the reference's [N, V] float32 logits. "
                  "Model Garden's MaskedLM: not measured (`official` is not installed).", "",
                  "| N | D | backend | median s | best s | held MB | TF peak MB | logits MB | speed-up vs reference |",

@@ -56,3 +56,14 @@ def spm_model(tmp_path_factory, corpus_file):
     """Path of a unigram sentencepiece model of 150 pieces trained on `corpus_file`."""
     prefix = tmp_path_factory.mktemp("spm") / "tiny"
     return train_sentencepiece([corpus_file], prefix, vocab_size=150)
+
+
+@pytest.fixture(autouse=True)
+def float32_policy_and_fixed_seed():
+    """Every test starts with the float32 Keras policy and seed 1, and leaves the policy float32."""
+    import keras  # imported here: collecting the data tests must not pay for Keras
+
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(1)
+    yield
+    keras.mixed_precision.set_global_policy("float32")

@@ -1,10 +1,11 @@
-// Research>MaskedSoftmaxXent: the fused masked-LM output head (see research/ops/masked_lm_loss.py).
+// Research>SoftmaxXentChunk: the element-wise part of the fused masked-LM head, one chunk of rows at a
+// time (see research/ops/masked_lm_loss.py, which runs the matrix products as TensorFlow matmuls).
 //
-// logits = hidden @ embedding_table^T + output_bias is never materialised: rows with a non-zero
-// weight are processed in chunks of `chunk_rows`, each against the full vocabulary, so the softmax of
-// a chunk is exact in one pass. Rows whose weight is 0 are skipped entirely (loss 0, predicted id -1).
-// With compute_gradients the same pass also returns the gradients of sum(loss) (upstream gradient 1),
-// in float32; the registered gradient scales them by the actual upstream gradient, or recomputes.
+// Given the bias-free logits of a chunk of R rows against the whole vocabulary, it adds the bias and
+// computes each row's loss w * (logsumexp - logit[label]), its first argmax and, with
+// compute_gradients, the gradient of sum(loss) w.r.t. the logits, G = w * (softmax - onehot), written
+// over the logits buffer when TensorFlow lets it be forwarded (no second [R, V] buffer), together with
+// its column sums (the chunk's bias gradient).
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -15,58 +16,71 @@ using ::tensorflow::shape_inference::DimensionHandle;
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
 
-absl::Status MaskedSoftmaxXentShape(InferenceContext* c) {
-  ShapeHandle hidden, table, bias, labels, weights;
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &hidden));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &table));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 1, &bias));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 1, &labels));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(4), 1, &weights));
-  DimensionHandle n, d, v;
-  TF_RETURN_IF_ERROR(c->Merge(c->Dim(hidden, 0), c->Dim(labels, 0), &n));
-  TF_RETURN_IF_ERROR(c->Merge(n, c->Dim(weights, 0), &n));
-  TF_RETURN_IF_ERROR(c->Merge(c->Dim(hidden, 1), c->Dim(table, 1), &d));
-  TF_RETURN_IF_ERROR(c->Merge(c->Dim(table, 0), c->Dim(bias, 0), &v));
+absl::Status SoftmaxXentChunkShape(InferenceContext* c) {
+  ShapeHandle logits, bias, labels, weights;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &logits));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 1, &bias));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 1, &labels));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 1, &weights));
+  DimensionHandle r, v;
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(logits, 0), c->Dim(labels, 0), &r));
+  TF_RETURN_IF_ERROR(c->Merge(r, c->Dim(weights, 0), &r));
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(logits, 1), c->Dim(bias, 0), &v));
   bool compute_gradients = false;
   TF_RETURN_IF_ERROR(c->GetAttr("compute_gradients", &compute_gradients));
-  c->set_output(0, c->Vector(n));
-  c->set_output(1, c->Vector(n));
-  c->set_output(2, c->Matrix(compute_gradients ? n : c->MakeDim(0), d));
-  c->set_output(3, c->Matrix(compute_gradients ? v : c->MakeDim(0), d));
-  c->set_output(4, c->Vector(compute_gradients ? v : c->MakeDim(0)));
+  c->set_output(0, c->Vector(r));
+  c->set_output(1, c->Vector(r));
+  c->set_output(2, compute_gradients ? c->Matrix(r, v) : c->Matrix(c->MakeDim(0), v));
+  c->set_output(3, c->Vector(compute_gradients ? v : c->MakeDim(0)));
   return absl::OkStatus();
 }
 
-REGISTER_OP("Research>MaskedSoftmaxXent")
-    .Input("hidden: T")
-    .Input("embedding_table: T")
-    .Input("output_bias: T")
+REGISTER_OP("Research>SoftmaxXentChunk")
+    .Input("logits: float")
+    .Input("output_bias: float")
     .Input("labels: int32")
     .Input("weights: float")
-    .Attr("T: {float, bfloat16, half}")
     .Attr("compute_gradients: bool = false")
-    .Attr("chunk_rows: int >= 0 = 0")
     .Output("loss: float")
     .Output("predicted_ids: int32")
-    .Output("unit_d_hidden: float")
-    .Output("unit_d_table: float")
+    .Output("unit_d_logits: float")
     .Output("unit_d_bias: float")
-    .SetShapeFn(MaskedSoftmaxXentShape)
+    .SetShapeFn(SoftmaxXentChunkShape)
     .Doc(R"doc(
-Weighted softmax cross-entropy of a tied-embedding output layer, without [N, V] logits.
+Weighted softmax cross-entropy, argmax and logit gradients of one chunk of rows.
 
-hidden: [N, D] final hidden states of the predicted positions.
-embedding_table: [V, D] output embedding (logits = hidden @ embedding_table^T + output_bias).
-output_bias: [V].
-labels: int32 [N], each in [0, V) (InvalidArgument otherwise, naming the row and value).
-weights: float [N]; rows with weight 0 are skipped entirely.
-compute_gradients: also return the gradients of sum(loss) w.r.t. hidden, table and bias.
-chunk_rows: rows per chunk (0: automatic, about 24 MB of float32 logits per chunk).
-loss: float [N], weights * (logsumexp(logits) - logits[label]); 0 where the weight is 0.
-predicted_ids: int32 [N], argmax of the logits (lowest index on ties); -1 where the weight is 0.
-unit_d_hidden: float32 [N, D] (or [0, D] without compute_gradients), d sum(loss) / d hidden.
-unit_d_table: float32 [V, D] (or [0, D]), d sum(loss) / d embedding_table.
-unit_d_bias: float32 [V] (or [0]), d sum(loss) / d output_bias.
+logits: float32 [R, V], hidden_chunk @ embedding_table^T (the bias is added here).
+output_bias: float32 [V].
+labels: int32 [R], each in [0, V) (InvalidArgument otherwise, naming the row and value).
+weights: float32 [R]; a row with weight 0 gets loss 0, predicted id -1 and a zero gradient.
+compute_gradients: also return the gradient of sum(loss) w.r.t. the logits and the bias.
+loss: float32 [R], weights * (logsumexp(logits + bias) - (logits + bias)[label]).
+predicted_ids: int32 [R], argmax of logits + bias (lowest index on ties); -1 where the weight is 0.
+unit_d_logits: float32 [R, V] (or [0, V] without compute_gradients), weights * (softmax - onehot(label));
+  it reuses the logits buffer when that is not shared.
+unit_d_bias: float32 [V] (or [0]), the column sums of unit_d_logits.
+)doc");
+
+REGISTER_OP("Research>AccumulateRows")
+    .Input("accumulator: float")
+    .Input("update: float")
+    .Input("start: int32")
+    .Output("output: float")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle accumulator, update, unused;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &accumulator));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &update));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 0, &unused));
+      DimensionHandle width;
+      TF_RETURN_IF_ERROR(c->Merge(c->Dim(accumulator, 1), c->Dim(update, 1), &width));
+      c->set_output(0, accumulator);
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+output = accumulator with update added to rows [start, start + rows(update)).
+
+The accumulator's buffer is reused when it is not shared (the chunked masked-LM head accumulates its
+[V, D] table gradient this way without a [V, D] temporary); otherwise it is copied first.
 )doc");
 
 }  // namespace research

@@ -227,8 +227,13 @@ def compile_model(model: keras.Model, task: Task, optimizer, metrics=()) -> kera
       The compiled model.
     """
     model.compile(optimizer=optimizer)
-    model.task_compiled_metrics = list(metrics)  # attribute assignment makes Keras track and reset them
-    compiled = CompiledMetrics(model.task_compiled_metrics)
+    compiled = CompiledMetrics(metrics)
+    keras_reset_metrics = model.reset_metrics
+
+    def reset_metrics():  # fit and evaluate reset metrics at every epoch through this method
+        keras_reset_metrics()
+        for metric in compiled.metrics:
+            metric.reset_state()
 
     def logs(loss):
         return {task.loss: loss, **{metric.name: metric.result() for metric in compiled.metrics}}
@@ -252,4 +257,5 @@ def compile_model(model: keras.Model, task: Task, optimizer, metrics=()) -> kera
 
     model.train_step = train_step
     model.test_step = test_step
+    model.reset_metrics = reset_metrics
     return model

@@ -10,6 +10,13 @@ Differences worth knowing:
   not count, so `train(n)` may advance `global_step` by fewer than n steps.
 * The loops (Orbit's `create_loop_fn` / `create_tf_while_loop_fn`) live in this module; Orbit is not a
   dependency.
+* The data position is part of the checkpoint: `train_batches` counts the training batches taken from
+  the dataset (a checkpointed int64 variable, apart from `global_step`, which a skipped loss-scale
+  step or a divergence rollback leaves behind). After a restore, `restart_train_data()` rebuilds the
+  training dataset with `.skip(train_batches)`: with a deterministic dataset (seeded shuffles, masks
+  seeded by batch index as in research/data/pretrain_input.py) a restarted run sees exactly the
+  batches an uninterrupted run would have. (A tf.distribute DistributedIterator cannot be saved in a
+  tf.train.Checkpoint; skipping costs one pass of the input pipeline over the skipped batches.)
 * `train_loop_end()` returns `training_loss` (the mean over the loop; NaN or Inf when any step's loss
   was), `learning_rate` and every train metric, as eager tensors or floats. The run loop
   (research/core/train_lib.py) decides what a bad loss means.
@@ -23,7 +30,7 @@ from absl import logging
 
 from research.core import optimization
 
-_RESERVED_CHECKPOINT_NAMES = ("model", "optimizer", "global_step", "save_counter")
+_RESERVED_CHECKPOINT_NAMES = ("model", "optimizer", "global_step", "save_counter", "train_batches", "rng_states")
 
 
 def _is_parameter_server(strategy) -> bool:
@@ -125,23 +132,36 @@ class Trainer(tf.Module):
         if self._use_tf_while_loop and not self._use_tf_function:
             raise ValueError("TrainerConfig.use_tf_while_loop=True needs use_tf_function=True")
         with self._strategy.scope():
+            self._train_batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_batches",
+                                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self._train_loss = keras.metrics.Mean("training_loss", dtype="float32")
             self._validation_loss = keras.metrics.Mean("validation_loss", dtype="float32")
         self._train_metrics = []
         self._validation_metrics = []
         self._train_dataset = None
+        self._train_dataset_source = None  # what restart_train_data() rebuilds the training dataset from
         self._eval_dataset = None
         self._train_iter = None
         self._train_loop_fn = None
         self._eval_loop_fn = None
         self._eval_loop_has_state = None
         self.init_async()
+        if self._is_async and not self._use_tf_while_loop:
+            # ClusterCoordinator.schedule dispatches one tf.function to a worker: the steps of a loop go
+            # there as one tf.while_loop.
+            logging.info("ParameterServerStrategy: running the loops as tf.while_loop in tf.function")
+            self._use_tf_function = self._use_tf_while_loop = True
         if train:
             with self._strategy.scope():
                 self._train_metrics = list(task.build_metrics(training=True) or [])
                 self._maybe_build_optimizer()
-            self._train_dataset = train_dataset if train_dataset is not None else self.distribute_dataset(
-                task.build_inputs, config.task.train_data)
+            if train_dataset is None:
+                self._train_dataset_source = (task.build_inputs, config.task.train_data)
+                self._train_dataset = self.distribute_dataset(task.build_inputs, config.task.train_data)
+            else:
+                if isinstance(train_dataset, tf.data.Dataset):
+                    self._train_dataset_source = (train_dataset,)
+                self._train_dataset = train_dataset
         if evaluate:
             with self._strategy.scope():
                 self._validation_metrics = list(task.build_metrics(training=False) or [])
@@ -195,6 +215,40 @@ class Trainer(tf.Module):
         return self._optimizer.iterations
 
     @property
+    def train_batches(self) -> tf.Variable:
+        """The training batches taken from the dataset so far (int64 scalar; checkpointed)."""
+        return self._train_batches
+
+    def restart_train_data(self, start_batch: int | None = None) -> bool:
+        """Rebuilds the training dataset so that it starts at batch `start_batch` (default: train_batches).
+
+        Call it after restoring a checkpoint: the next training batch is then the one an uninterrupted
+        run would take next, when the dataset is deterministic. Returns False (and logs why) when the
+        training dataset cannot be rebuilt (a distributed dataset was passed in).
+        """
+        start = int(self._train_batches.numpy()) if start_batch is None else int(start_batch)
+        if self._train_dataset_source is None:
+            if start:
+                logging.warning("The training dataset was passed in already distributed: it cannot skip to batch %d "
+                                "and restarts from its beginning", start)
+            return False
+        if isinstance(self._train_dataset_source[0], tf.data.Dataset):
+            dataset = self._train_dataset_source[0]
+            self._train_dataset = dataset.skip(start) if start else dataset
+        else:
+            build_inputs, data_config = self._train_dataset_source
+            if start:
+                def build_inputs_from_start(params, input_context=None):
+                    return build_inputs(params, input_context=input_context).skip(start)
+                self._train_dataset = self.distribute_dataset(build_inputs_from_start, data_config)
+            else:
+                self._train_dataset = self.distribute_dataset(build_inputs, data_config)
+        self._train_iter = None
+        if start:
+            logging.info("Training data restarts at batch %d (skipping the batches already trained on)", start)
+        return True
+
+    @property
     def train_metrics(self) -> list:
         return self._train_metrics
 
@@ -224,19 +278,36 @@ class Trainer(tf.Module):
 
     @property
     def checkpoint(self) -> tf.train.Checkpoint:
-        """A tf.train.Checkpoint of model, optimizer and global_step, plus the model's `checkpoint_items`.
+        """A tf.train.Checkpoint of model, optimizer, global_step, train_batches and the dropout RNG
+        states (`rng_states`), plus the model's `checkpoint_items`.
 
         The items (e.g. `encoder`) sit at the root, so another run can restore them by name with
         `tf.train.Checkpoint(encoder=...).read(path)`.
         """
         if not hasattr(self, "_checkpoint"):
-            items = dict(getattr(self._model, "checkpoint_items", None) or {})
-            clashes = sorted(set(items) & set(_RESERVED_CHECKPOINT_NAMES))
-            if clashes:
-                raise ValueError(f"model.checkpoint_items uses reserved checkpoint names {clashes}")
-            self._checkpoint = tf.train.Checkpoint(model=self._model, optimizer=self._optimizer,
-                                                   global_step=self.global_step, **items)
+            self._checkpoint = tf.train.Checkpoint(train_batches=self._train_batches, **self._checkpoint_items())
         return self._checkpoint
+
+    @property
+    def weights_checkpoint(self) -> tf.train.Checkpoint:
+        """`checkpoint` without the data position: what a divergence rollback restores (the data goes on)."""
+        if not hasattr(self, "_weights_checkpoint"):
+            self._weights_checkpoint = tf.train.Checkpoint(**self._checkpoint_items())
+        return self._weights_checkpoint
+
+    def _checkpoint_items(self) -> dict:
+        items = dict(getattr(self._model, "checkpoint_items", None) or {})
+        clashes = sorted(set(items) & set(_RESERVED_CHECKPOINT_NAMES))
+        if clashes:
+            raise ValueError(f"model.checkpoint_items uses reserved checkpoint names {clashes}")
+        checkpoint_items = dict(model=self._model, optimizer=self._optimizer, global_step=self.global_step, **items)
+        # Keras 3 keeps each Dropout's RNG in a SeedGenerator whose state variable the model does not
+        # track for tf.train.Checkpoint: without it a resumed run draws other dropout masks than an
+        # uninterrupted one. (Listed in model.variables, in a stable order, as ".../seed_generator_state".)
+        rng_states = [v for v in self._model.variables if v.path.endswith("seed_generator_state")]
+        if rng_states:
+            checkpoint_items["rng_states"] = rng_states
+        return checkpoint_items
 
     def init_async(self):
         """Initializes the async state: training is async under a ParameterServerStrategy."""
@@ -273,6 +344,8 @@ class Trainer(tf.Module):
           A distributed dataset (per-worker datasets under a ParameterServerStrategy).
         """
         if self._is_async:
+            logging.info("ParameterServerStrategy: one dataset per worker (ClusterCoordinator.create_per_worker_dataset)")
+
             def per_worker_dataset_fn():
                 return self._make_distributed_dataset(dataset_or_fn, *args, **kwargs)
             return self.coordinator_for_async().create_per_worker_dataset(tf.function(per_worker_dataset_fn))
@@ -346,6 +419,7 @@ class Trainer(tf.Module):
             self._train_loss.update_state(logs[self._task.loss])
 
         inputs = self.next_train_inputs(iterator)
+        self._train_batches.assign_add(1)
         self._strategy.run(step_fn, args=(inputs,))
 
     def train_loop_end(self) -> dict:
@@ -396,7 +470,8 @@ class Trainer(tf.Module):
             num_steps = -1
         if self._use_tf_while_loop and _python_steps(num_steps) == -1:
             raise ValueError("Looping until the validation data is exhausted (num_steps=-1) is not supported "
-                             "when config.trainer.use_tf_while_loop is True: pass a number of steps")
+                             "when config.trainer.use_tf_while_loop is True or under a ParameterServerStrategy: "
+                             "pass a number of steps (TrainerConfig.validation_steps)")
         if self._eval_dataset is None:
             raise RuntimeError("This Trainer was created with evaluate=False")
         state = self.eval_begin()

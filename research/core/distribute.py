@@ -3,6 +3,9 @@
 Call `get_distribution_strategy` before any other TensorFlow work: multi-worker strategies must be
 created before the runtime initializes its devices.
 """
+import os
+import tempfile
+
 import tensorflow as tf
 from absl import logging
 
@@ -54,9 +57,63 @@ def tpu_initialize(tpu_address: str | None):
     return resolver
 
 
+def serve(cluster_resolver, inter_op_parallelism_threads: int | None = None, join: bool = True):
+    """Runs this task's `tf.distribute.Server` (a 'worker' or 'ps' task of a parameter-server cluster).
+
+    Args:
+      cluster_resolver: the cluster (usually TFConfigClusterResolver over TF_CONFIG); its task_type and
+        task_id name this task.
+      inter_op_parallelism_threads: the server's inter-op thread pool; None means
+        max(workers + 1, CPU count). Fewer than workers + 1 threads can deadlock the cluster (seen on
+        2-core machines).
+      join: serve until the process is killed (never returns); False returns the started server.
+    """
+    cluster_spec = cluster_resolver.cluster_spec()
+    num_workers = len(cluster_spec.as_dict().get("worker", []))
+    threads = inter_op_parallelism_threads or max(num_workers + 1, os.cpu_count() or 1)
+    if threads < num_workers + 1:
+        logging.warning("inter_op_parallelism_threads=%d < workers + 1 = %d: the cluster may hang", threads,
+                        num_workers + 1)
+    # The coordinator ships graphs that use our kernels (masking in the input pipeline, the MLM head):
+    # this process must have them registered before it serves.
+    from research.ops._loader import LIBRARY  # pylint: disable=import-outside-toplevel
+    if LIBRARY.get() is None:
+        logging.warning("The research ops library is not loaded (%s): graphs using its kernels will fail "
+                        "on this task", LIBRARY.unavailable_reason)
+    config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=threads)
+    logging.info("Starting the tf.distribute.Server of %s:%d (inter_op_parallelism_threads=%d)",
+                 cluster_resolver.task_type, cluster_resolver.task_id, threads)
+    server = tf.distribute.Server(cluster_spec, job_name=cluster_resolver.task_type,
+                                  task_index=cluster_resolver.task_id, protocol=cluster_resolver.rpc_layer or "grpc",
+                                  config=config, start=True)
+    if join:
+        server.join()
+    return server
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the task that writes model_dir: the only task without a cluster, the chief (or worker 0
+    when the cluster has no chief) under MultiWorkerMirroredStrategy, the coordinator under
+    ParameterServerStrategy."""
+    return bool(strategy.extended.should_checkpoint)
+
+
+def task_write_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
+    """Where this task writes checkpoints and summaries: model_dir on the chief, a fresh local temporary
+    directory `workertemp_<task id>_*` on the other workers (Model Garden's pattern: every
+    MultiWorkerMirroredStrategy worker must take part in saving, only the chief's copy is kept).
+    The caller removes a temporary directory when done."""
+    if is_chief(strategy):
+        return model_dir
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_id = getattr(resolver, "task_id", None)
+    return tempfile.mkdtemp(prefix=f"workertemp_{task_id}_")
+
+
 def get_distribution_strategy(distribution_strategy: str = "one_device", num_gpus: int = 0,
                               tpu_address: str | None = None, all_reduce_alg: str | None = None,
-                              num_packs: int = 1, **kwargs) -> tf.distribute.Strategy:
+                              num_packs: int = 1, communication_timeout_seconds: float | None = None,
+                              server_inter_op_threads: int | None = None, **kwargs) -> tf.distribute.Strategy:
     """Returns a tf.distribute.Strategy by name.
 
     Args:
@@ -65,7 +122,9 @@ def get_distribution_strategy(distribution_strategy: str = "one_device", num_gpu
         'mirrored': synchronous replicas on GPU:0..num_gpus-1 (CPU:0 when num_gpus == 0), or on the
           devices given as `devices=[...]` in kwargs (e.g. two logical CPUs);
         'multi_worker_mirrored': synchronous replicas across the workers of TF_CONFIG;
-        'parameter_server': ParameterServerStrategy over the cluster of TF_CONFIG;
+        'parameter_server': ParameterServerStrategy over the cluster of TF_CONFIG, on its 'chief' task
+          (the coordinator). On its 'worker' and 'ps' tasks this starts the task's tf.distribute.Server
+          and serves until the process is killed (it never returns): every task runs the same command;
         'tpu': TPUStrategy on the TPU at tpu_address;
         'off' or 'default': TensorFlow's default strategy (no distribution). Model Garden returns None
           for 'off'; the default strategy works everywhere a strategy does (`.scope()`, `.run`).
@@ -74,6 +133,10 @@ def get_distribution_strategy(distribution_strategy: str = "one_device", num_gpu
       all_reduce_alg: 'mirrored': None, 'nccl' or 'hierarchical_copy'; 'multi_worker_mirrored': None,
         'ring' or 'nccl'.
       num_packs: gradient packing for the mirrored all-reduce.
+      communication_timeout_seconds: 'multi_worker_mirrored': a collective that does not complete in
+        this time fails with DeadlineExceeded (a dead peer is otherwise found by the strategy's health
+        check, within about a minute). Keep it well above the slowest step, first-step tracing included.
+      server_inter_op_threads: 'parameter_server' worker and ps tasks: see `serve`.
       **kwargs: passed to the strategy's constructor.
 
     Raises:
@@ -105,10 +168,12 @@ def get_distribution_strategy(distribution_strategy: str = "one_device", num_gpu
             devices=devices, cross_device_ops=_mirrored_cross_device_ops(all_reduce_alg, num_packs), **kwargs)
     if name == "multi_worker_mirrored":
         options = tf.distribute.experimental.CommunicationOptions(
-            implementation=_collective_communication(all_reduce_alg))
+            implementation=_collective_communication(all_reduce_alg), timeout_seconds=communication_timeout_seconds)
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options, **kwargs)
     if name == "parameter_server":
         resolver = kwargs.pop("cluster_resolver", None) or tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        if resolver.task_type in ("worker", "ps"):
+            serve(resolver, server_inter_op_threads)
         return tf.distribute.experimental.ParameterServerStrategy(resolver, **kwargs)
     if name == "tpu":
         return tf.distribute.TPUStrategy(tpu_initialize(tpu_address), **kwargs)

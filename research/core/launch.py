@@ -7,6 +7,7 @@ import dataclasses
 import os
 from typing import Any, Callable
 
+import keras
 import tensorflow as tf
 from absl import logging
 
@@ -27,7 +28,7 @@ class LaunchResult:
 def launch(*, task_class: type, config: config_definitions.ExperimentConfig, mode: str, model_dir: str,
            distribution_strategy: Callable[[], tf.distribute.Strategy] = distribute.get_distribution_strategy,
            operative_config: Callable[[], str] | None = None, run_post_eval: bool = False,
-           dry_run: bool = False) -> LaunchResult:
+           dry_run: bool = False, seed: int | None = None) -> LaunchResult:
     """Runs one experiment.
 
     Args:
@@ -42,23 +43,32 @@ def launch(*, task_class: type, config: config_definitions.ExperimentConfig, mod
       run_post_eval: also evaluate after training and return those logs.
       dry_run: only build the model and run it on one batch of each dataset (a quick check of a
         configuration before a long job); nothing is written.
+      seed: when set, seeds Python, NumPy and TensorFlow (`keras.utils.set_random_seed`) right after the
+        strategy is created: the same seed gives the same initial weights in every process and run.
+
+    Only the chief writes model_dir (operative config included); the other workers of a multi-worker
+    job write to temporary directories (research/core/train_lib.py).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not model_dir:
         raise ValueError("model_dir is empty: pass --model_dir or bind MODEL_DIR in the gin file")
     strategy = distribution_strategy()
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     optimization.set_precision_policy(config.runtime)
     task = task_class(config.task, logging_dir=model_dir)
     if dry_run:
         return LaunchResult(model=_dry_run(task, strategy), eval_logs=None, model_dir=model_dir)
-    _check_writable(model_dir)
+    chief = distribute.is_chief(strategy)
+    if chief:
+        _check_writable(model_dir)
     logging.info("Running %s in mode %s under %s into %s", type(task).__name__, mode, type(strategy).__name__,
                  model_dir)
     model, eval_logs = train_lib.run_experiment(
         distribution_strategy=strategy, task=task, mode=mode, params=config, model_dir=model_dir,
         run_post_eval=run_post_eval, operative_config=operative_config() if operative_config else None)
-    if operative_config:
+    if operative_config and chief:
         with tf.io.gfile.GFile(os.path.join(model_dir, OPERATIVE_CONFIG_NAME), "w") as config_file:
             config_file.write(operative_config())
     return LaunchResult(model=model, eval_logs=eval_logs, model_dir=model_dir)

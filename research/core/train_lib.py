@@ -3,8 +3,11 @@
 Model Garden's `official/core/train_lib.run_experiment` with Orbit's Controller folded in:
 
 * Checkpoints: a `tf.train.CheckpointManager` over `trainer.checkpoint` in model_dir restores the latest
-  checkpoint on start (weights, optimizer slots, global step), so a restarted run continues from its
-  step; without one, `trainer.initialize()` runs (the task may load a pretrained encoder). Checkpoints
+  checkpoint on start (weights, optimizer slots, global step, data position), so a restarted run
+  continues from its step with the next batch (`Trainer.restart_train_data`); without one,
+  `trainer.initialize()` runs (the task may load a pretrained encoder). A checkpoint that a crash left
+  half-written (no index, truncated data, a state file pointing at missing files) is skipped with a
+  warning and the previous one restored; if none restores, the run stops instead of starting over. Checkpoints
   are written every `checkpoint_interval` steps (checked at the end of each loop of `steps_per_loop`
   steps) as `ckpt-<global step>`, and once more at the end of training.
 * Summaries: TensorBoard scalars under model_dir/train (loss, learning rate, metrics, steps/s,
@@ -12,8 +15,9 @@ Model Garden's `official/core/train_lib.run_experiment` with Orbit's Controller 
 * One log line per loop: step, loss, steps/s, examples/s, estimated time left.
 * A NaN or Inf training loss, or one above `loss_upper_bound`, raises `LossDivergedError` (a
   FloatingPointError) naming the step, before anything of that loop is saved: the last good
-  checkpoint stays the latest. With `recovery_max_trials` > 0 the run instead restores the last
-  checkpoint and goes on with the next data, that many times.
+  checkpoint stays the latest. With `recovery_max_trials` > 0 the run instead restores the weights,
+  optimizer and step of the last good checkpoint but not the data position, so the batches of the bad
+  loop are skipped, at most that many times in a run.
 * SIGTERM (preemption): a handler installed for the duration of the run sets a flag; at the end of the
   current loop a checkpoint is saved at the current step and the run raises
   `SystemExit(PREEMPTED_EXIT_CODE)`, 143 = 128 + SIGTERM, what a shell reports for a process killed by
@@ -23,6 +27,7 @@ Model Garden's `official/core/train_lib.run_experiment` with Orbit's Controller 
 import contextlib
 import math
 import os
+import re
 import signal
 import threading
 import time
@@ -34,7 +39,7 @@ from absl import logging
 
 from tensorflow.core.framework import summary_pb2
 
-from research.core import base_trainer, export
+from research.core import base_trainer, distribute, export
 
 MODES = ("train", "eval", "train_and_eval", "continuous_eval", "train_and_post_eval")
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM (15)
@@ -96,22 +101,25 @@ def create_trainer(params, task, train: bool, evaluate: bool, checkpoint_exporte
 class _ExperimentRunner:
     """The loops of run_experiment over one Trainer (Orbit's Controller, minus what we do not use)."""
 
-    def __init__(self, strategy, trainer, params, model_dir, save_summary, operative_config):
+    def __init__(self, strategy, trainer, params, model_dir, save_summary, operative_config, write_dir=None):
         self.strategy = strategy
         self.trainer = trainer
         self.params = params
         self.config = params.trainer
-        self.model_dir = model_dir
-        self.save_summary = save_summary
-        self.operative_config = operative_config
+        self.model_dir = model_dir  # restored from (the chief's checkpoints)
+        self.write_dir = write_dir or model_dir  # written to: model_dir on the chief, a temporary dir elsewhere
+        self.is_chief = self.write_dir == model_dir
+        self.save_summary = save_summary and self.is_chief
+        self.operative_config = operative_config if self.is_chief else None
         self.checkpoint_manager = tf.train.CheckpointManager(
-            trainer.checkpoint, directory=model_dir, max_to_keep=self.config.max_to_keep,
+            trainer.checkpoint, directory=self.write_dir, max_to_keep=self.config.max_to_keep,
             step_counter=trainer.global_step, checkpoint_interval=self.config.checkpoint_interval,
             init_fn=trainer.initialize)
         train_data = getattr(params.task, "train_data", None)
         self.global_batch_size = getattr(train_data, "global_batch_size", None)
         self._writers = {}
         self._last_saved_step = None
+        self._last_good_checkpoint = None  # restored or saved by this run: what a divergence rolls back to
         self._preempted = False
         self._recovery_trials = 0
 
@@ -139,25 +147,80 @@ class _ExperimentRunner:
         for writer in self._writers.values():
             writer.close()
 
+    def latest_checkpoint(self) -> str | None:
+        """The latest checkpoint of model_dir (the chief's, also for the other workers)."""
+        return tf.train.latest_checkpoint(self.model_dir)
+
+    def checkpoint_candidates(self) -> list[str]:
+        """Checkpoint prefixes of model_dir, newest step first: the state file's and any `ckpt-<n>.index`.
+
+        The glob matters: a `checkpoint` state file lost or pointing at a checkpoint whose files are
+        missing must not make a restarted run start over.
+        """
+        paths = set()
+        try:
+            state = tf.train.get_checkpoint_state(self.model_dir)
+        except (tf.errors.OpError, ValueError) as error:  # an unreadable state file: the glob still finds them
+            logging.warning("Cannot read the checkpoint state file of %s: %s", self.model_dir, error)
+            state = None
+        if state is not None:
+            paths.update(path for path in [state.model_checkpoint_path, *state.all_model_checkpoint_paths] if path)
+        paths.update(path[:-len(".index")] for path in tf.io.gfile.glob(os.path.join(self.model_dir, "ckpt-*.index")))
+        paths = {path if os.path.isabs(path) else os.path.join(self.model_dir, path) for path in paths}
+
+        def number(path):
+            match = re.search(r"-(\d+)$", path)
+            return int(match.group(1)) if match else -1
+
+        return sorted(paths, key=number, reverse=True)
+
     def restore(self, for_training: bool) -> int:
-        """Restores the latest checkpoint of model_dir, or calls trainer.initialize(); returns the step."""
-        latest = self.checkpoint_manager.latest_checkpoint
-        if latest:
-            status = self.trainer.checkpoint.restore(latest)
-            if not for_training:
-                status.expect_partial()  # the optimizer slots are never built when only evaluating
-            self._last_saved_step = self.step()
-            logging.info("Restored %s (step %d)", latest, self._last_saved_step)
-        else:
-            self.trainer.initialize()
-            logging.info("No checkpoint in %s: initialized the model (trainer.initialize)", self.model_dir)
+        """Restores the newest restorable checkpoint of model_dir, or calls trainer.initialize(); returns the step.
+
+        A checkpoint that cannot be restored (index missing, data file truncated or corrupt: a crash while
+        it was written) is skipped with a warning naming it, and the previous one is restored. When
+        checkpoints exist but none restores, the run stops rather than silently starting over.
+        """
+        failures = []
+        for path in self.checkpoint_candidates():
+            if not tf.io.gfile.exists(path + ".index"):
+                failures.append(f"{path}: no {os.path.basename(path)}.index (incompletely written)")
+                continue
+            try:
+                status = self.trainer.checkpoint.restore(path)
+                if not for_training:
+                    status.expect_partial()  # the optimizer slots are never built when only evaluating
+                has_data_position = tf.train.load_checkpoint(path).has_tensor(
+                    "train_batches/.ATTRIBUTES/VARIABLE_VALUE")
+            except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:  # IndexError: truncated data
+                failures.append(f"{path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+                continue
+            for failure in failures:
+                logging.warning("Skipped a checkpoint that cannot be restored: %s", failure)
+            step = self.step()
+            if not has_data_position:  # written before train_batches existed: one batch per step
+                self.trainer.train_batches.assign(step)
+            self._last_saved_step = step
+            self._last_good_checkpoint = path
+            logging.info("Restored %s (step %d, %d training batches taken)", path, step,
+                         int(self.trainer.train_batches.numpy()))
+            if for_training:
+                self.trainer.restart_train_data()
+            return step
+        if failures:
+            raise RuntimeError(f"model_dir {self.model_dir} holds checkpoints but none can be restored; move them "
+                               f"away to start over: " + "; ".join(failures))
+        self.trainer.initialize()
+        logging.info("No checkpoint in %s: initialized the model (trainer.initialize)", self.model_dir)
         return self.step()
 
     def save(self, step: int, reason: str):
+        """Saves a checkpoint (every worker must: the non-chief ones write to their temporary dir)."""
         if self._last_saved_step == step and self.checkpoint_manager.latest_checkpoint:
             return
         path = self.checkpoint_manager.save(checkpoint_number=step, check_interval=False)
         self._last_saved_step = step
+        self._last_good_checkpoint = path
         logging.info("Saved checkpoint %s (%s)", path, reason)
 
     def write_operative_config(self):
@@ -196,12 +259,16 @@ class _ExperimentRunner:
         if loss is None or (math.isfinite(loss) and loss <= self.config.loss_upper_bound):
             return True
         what = f"{loss}" if not math.isfinite(loss) else f"{loss:.6g} > loss_upper_bound={self.config.loss_upper_bound:g}"
-        latest = self.checkpoint_manager.latest_checkpoint
+        latest = self._last_good_checkpoint or self.latest_checkpoint()
         if self._recovery_trials < self.config.recovery_max_trials and latest:
             self._recovery_trials += 1
-            self.trainer.checkpoint.restore(latest)
-            logging.warning("Training loss %s in the loop ending at step %d: restored %s (recovery %d of %d)",
-                            what, step, latest, self._recovery_trials, self.config.recovery_max_trials)
+            # Weights, optimizer and step go back; the data position (train_batches) does not, so the
+            # batches of the bad loop are skipped, and the next checkpoint records that.
+            self.trainer.weights_checkpoint.restore(latest).expect_partial()
+            logging.warning("Training loss %s in the loop ending at step %d: restored %s (recovery %d of %d); "
+                            "training goes on from step %d with the data after batch %d", what, step, latest,
+                            self._recovery_trials, self.config.recovery_max_trials, self.step(),
+                            int(self.trainer.train_batches.numpy()))
             self._last_saved_step = self.step()
             return False
         raise LossDivergedError(
@@ -271,8 +338,8 @@ class _ExperimentRunner:
                                                   timeout_fn=lambda: self.step() >= train_steps):
             try:
                 self.trainer.checkpoint.restore(path).expect_partial()
-            except (tf.errors.NotFoundError, ValueError) as error:
-                logging.warning("Checkpoint %s vanished before it could be evaluated: %s", path, error)
+            except (tf.errors.OpError, ValueError) as error:
+                logging.warning("Checkpoint %s vanished or cannot be read; not evaluated: %s", path, error)
                 continue
             logging.info("continuous_eval: evaluating %s (step %d)", path, self.step())
             logs = self.evaluate()
@@ -313,33 +380,48 @@ def run_experiment(*, distribution_strategy: tf.distribute.Strategy, task, mode:
     strategy = distribution_strategy
     is_training = mode.startswith("train")
     is_evaluating = "eval" in mode or run_post_eval
-    tf.io.gfile.makedirs(model_dir)
-    with strategy.scope():
-        if trainer is None:
-            exporter = export.maybe_create_best_ckpt_exporter(params, model_dir) if is_evaluating else None
-            trainer = create_trainer(params, task, train=is_training, evaluate=is_evaluating,
-                                     checkpoint_exporter=exporter)
-        runner = _ExperimentRunner(strategy, trainer, params, model_dir, save_summary, operative_config)
-        eval_logs = {}
-        try:
-            if mode == "continuous_eval":
-                eval_logs = runner.continuous_eval()
-            else:
-                step = runner.restore(for_training=is_training)
-                if is_training:
-                    if step == 0:
-                        runner.write_operative_config()
-                    logging.info("Training from step %d to %d", step, params.trainer.train_steps)
-                    with runner.preemption_handler():
-                        if mode == "train_and_eval":
-                            eval_logs = _train_and_eval(runner, params.trainer)
-                        else:
-                            runner.train(params.trainer.train_steps)
-                if mode == "eval" or run_post_eval or mode == "train_and_post_eval":
-                    eval_logs = runner.evaluate()
-        finally:
-            runner.close()
+    write_dir = distribute.task_write_dir(model_dir, strategy)
+    if write_dir == model_dir:
+        tf.io.gfile.makedirs(model_dir)
+    else:
+        logging.info("Not the chief: checkpoints go to %s, removed at the end", write_dir)
+    try:
+        with strategy.scope():
+            if trainer is None:
+                exporter = export.maybe_create_best_ckpt_exporter(params, write_dir) if is_evaluating else None
+                trainer = create_trainer(params, task, train=is_training, evaluate=is_evaluating,
+                                         checkpoint_exporter=exporter)
+            runner = _ExperimentRunner(strategy, trainer, params, model_dir, save_summary, operative_config,
+                                       write_dir=write_dir)
+            eval_logs = _run_mode(runner, mode, params, is_training, run_post_eval)
+    finally:
+        if write_dir != model_dir:
+            tf.io.gfile.rmtree(write_dir)
+            logging.info("Removed the temporary directory %s", write_dir)
     return trainer.model, eval_logs
+
+
+def _run_mode(runner: _ExperimentRunner, mode: str, params, is_training: bool, run_post_eval: bool) -> dict:
+    """Restores, then trains and/or evaluates as `mode` says; returns the last evaluation logs."""
+    eval_logs = {}
+    try:
+        if mode == "continuous_eval":
+            return runner.continuous_eval()
+        step = runner.restore(for_training=is_training)
+        if is_training:
+            if step == 0:
+                runner.write_operative_config()
+            logging.info("Training from step %d to %d", step, params.trainer.train_steps)
+            with runner.preemption_handler():
+                if mode == "train_and_eval":
+                    eval_logs = _train_and_eval(runner, params.trainer)
+                else:
+                    runner.train(params.trainer.train_steps)
+        if mode == "eval" or run_post_eval or mode == "train_and_post_eval":
+            eval_logs = runner.evaluate()
+    finally:
+        runner.close()
+    return eval_logs
 
 
 def _train_and_eval(runner: _ExperimentRunner, config) -> dict:

@@ -66,6 +66,10 @@ def pretrain_dataset(file_pattern: str, *, batch_size: int, seq_len: int, maskin
     if seq_len < 1:
         raise ValueError(f"seq_len must be >= 1, got {seq_len}")
     files = list_shards(file_pattern)
+    empty = [path for path in files if tf.io.gfile.stat(path).length == 0]
+    if len(empty) == len(files):  # a repeated pipeline over empty files would spin forever
+        raise ValueError(f"every shard matching {file_pattern!r} is empty (0 bytes): {', '.join(empty[:5])}")
+    _check_first_record(next(path for path in files if path not in empty), seq_len, use_next_sentence_label)
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None:
         if len(files) < input_context.num_input_pipelines:
@@ -84,6 +88,31 @@ def pretrain_dataset(file_pattern: str, *, batch_size: int, seq_len: int, maskin
     table = None if word_start_table is None else tf.constant(word_start_table, tf.bool)
     dataset = dataset.enumerate().map(_batch_masker(masking, seed, table), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_first_record(path, seq_len, use_next_sentence_label):
+    """Parses the first record of `path` eagerly: a ValueError naming the file and the feature beats an
+    InvalidArgumentError from inside the tf.data graph later."""
+    # A plain Python reader, not a tf.data op: dataset functions are also traced in graph mode (per-worker
+    # datasets of parameter-server training), where tensors have no value to look at.
+    records = tf.compat.v1.io.tf_record_iterator(path)
+    try:
+        first = next(records, None)
+    except tf.errors.OpError as error:
+        raise ValueError(f"{path}: cannot read the first record: {error.message}") from None
+    for serialized in [first] if first is not None else []:
+        example = tf.train.Example.FromString(serialized)
+        names = [features.INPUT_WORD_IDS, features.INPUT_TYPE_IDS]
+        names += [features.NEXT_SENTENCE_LABELS] if use_next_sentence_label else []
+        for name in names:
+            feature = example.features.feature.get(name)
+            if feature is None:
+                raise ValueError(f"{path}: the first record has no feature {name!r} (it has "
+                                 f"{sorted(example.features.feature)}); is it a pretraining record?")
+            expected = 1 if name == features.NEXT_SENTENCE_LABELS else seq_len
+            if len(feature.int64_list.value) != expected:
+                raise ValueError(f"{path}: feature {name!r} of the first record holds "
+                                 f"{len(feature.int64_list.value)} int64 values, expected {expected} (seq_len)")
 
 
 def _record_parser(seq_len, use_next_sentence_label):

@@ -129,6 +129,11 @@ class BertClassifier(keras.Model):
             self.classifier = ClassificationHead(inner_dim=0 if use_encoder_pooler else None, num_classes=num_classes,
                                                  initializer=self.initializer, dropout_rate=dropout_rate,
                                                  name=head_name)
+            # Create the head's variables now, when the encoder's width is known, as the encoder does its
+            # own: an optimizer built before the first step (the Trainer builds it eagerly) must see them.
+            width = getattr(network, "hidden_size", None)
+            if width is not None:
+                self.classifier.build((None, width) if use_encoder_pooler else (None, None, width))
 
     @property
     def network(self):

@@ -7,7 +7,6 @@ Two failure modes are kept apart on purpose:
 
 `RESEARCH_OPS_LIBRARY_DIR` points the loader at another build (an AddressSanitizer build, say).
 """
-import ctypes
 import json
 import os
 import threading
@@ -49,19 +48,6 @@ def check_tensorflow_version(directory: Path | None = None) -> None:
             f"but TensorFlow {tf.__version__} is installed; {REBUILD_HINT}.")
 
 
-def preload_openblas() -> None:
-    """Loads scipy-openblas32's OpenBLAS into the global symbol namespace.
-
-    Our library names it (DT_NEEDED libscipy_openblas.so) without an rpath, since the build
-    environment may be gone: once this copy is loaded, the dynamic loader resolves it by soname.
-    Raises OSError (or ImportError) when the wheel is missing or its library does not load.
-    """
-    import scipy_openblas32
-
-    directory = Path(scipy_openblas32.get_lib_dir())
-    ctypes.CDLL(str(directory / scipy_openblas32.get_library(fullname=True)), mode=ctypes.RTLD_GLOBAL)
-
-
 class _Library:
     """Loads the op library once per process; remembers why it could not."""
 
@@ -84,7 +70,6 @@ class _Library:
             self.unavailable_reason = f"{path} does not exist (the package was installed without its C++ build)"
         else:
             try:
-                preload_openblas()
                 module = tf.load_op_library(str(path))
             except (tf.errors.NotFoundError, OSError, ImportError) as error:
                 self.unavailable_reason = f"{path} could not be loaded: {error}"

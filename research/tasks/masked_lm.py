@@ -104,7 +104,14 @@ class MaskedLMTask(base_task.Task):
     """Task object for masked language modeling."""
 
     def build_model(self) -> keras.Model:
-        return self.task_config.model()
+        """Builds the model and its variables (a call on a one-token batch), so that optimizers and
+        distribution strategies see every variable before the first step."""
+        model = self.task_config.model()
+        dummy = {name: tf.zeros([1, 1], tf.int32) for name in (
+            features.INPUT_WORD_IDS, features.INPUT_MASK, features.INPUT_TYPE_IDS, features.MASKED_LM_POSITIONS,
+            features.MASKED_LM_IDS)}
+        model({**dummy, features.MASKED_LM_WEIGHTS: tf.zeros([1, 1], tf.float32)}, training=False)
+        return model
 
     def initialize(self, model: keras.Model):
         """Restores the encoder from `init_checkpoint` when model_dir has no checkpoint yet."""

@@ -95,7 +95,12 @@ class SentencePredictionTask(base_task.Task):
     """Task object for sentence (pair) classification and regression."""
 
     def build_model(self) -> keras.Model:
-        return self.task_config.model()
+        """Builds the model and its variables (a call on a one-token batch), so that optimizers and
+        distribution strategies see every variable before the first step."""
+        model = self.task_config.model()
+        model({name: tf.zeros([1, 1], tf.int32)
+               for name in (features.INPUT_WORD_IDS, features.INPUT_MASK, features.INPUT_TYPE_IDS)}, training=False)
+        return model
 
     def initialize(self, model: keras.Model):
         """Loads a pretraining checkpoint's encoder into the classifier's network."""

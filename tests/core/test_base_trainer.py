@@ -15,13 +15,6 @@ from toy_task import ToyDataConfig, ToyTask, ToyTaskConfig, experiment_config
 _VALIDATION = ToyDataConfig(num_examples=84, is_training=False, seed=1)
 
 
-@pytest.fixture(autouse=True)
-def _float32_policy():
-    keras.mixed_precision.set_global_policy("float32")
-    keras.utils.set_random_seed(1)
-    yield
-    keras.mixed_precision.set_global_policy("float32")
-
 
 def make_trainer(trainer_cls=base_trainer.Trainer, runtime=None, task_config=None, **config_kwargs):
     config = experiment_config(task=task_config or ToyTaskConfig(validation_data=_VALIDATION), runtime=runtime,

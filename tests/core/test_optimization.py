@@ -10,13 +10,6 @@ from research.core import optimization as opt_lib
 from research.core.optimization import DifferentialPrivacyConfig, OptimizerConfig, RuntimeConfig
 
 
-@pytest.fixture(autouse=True)
-def _float32_policy():
-    keras.mixed_precision.set_global_policy("float32")
-    keras.utils.set_random_seed(1)
-    yield
-    keras.mixed_precision.set_global_policy("float32")
-
 
 def _config(**overrides):
     """A constant learning rate with no decay, clipping or warmup, unless overridden."""

@@ -21,13 +21,6 @@ _FIXED_BATCH = ToyTaskConfig(train_data=ToyDataConfig(num_examples=8),
                              validation_data=ToyDataConfig(num_examples=24, is_training=False, seed=1))
 
 
-@pytest.fixture(autouse=True)
-def _float32_policy():
-    keras.mixed_precision.set_global_policy("float32")
-    keras.utils.set_random_seed(1)
-    yield
-    keras.mixed_precision.set_global_policy("float32")
-
 
 def run(model_dir, mode="train", config=None, **kwargs):
     config = config or experiment_config(task=_FIXED_BATCH)

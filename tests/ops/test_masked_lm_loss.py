@@ -1,4 +1,4 @@
-"""Research>MaskedSoftmaxXent (research.ops.masked_lm_loss): values and gradients, native vs reference."""
+"""research.ops.masked_lm_loss (chunked native path, Research>SoftmaxXentChunk): values and gradients, native vs reference."""
 import numpy as np
 import pytest
 import tensorflow as tf
