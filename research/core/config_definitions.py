@@ -12,7 +12,8 @@ from research.core.optimization import OptimizerConfig, RuntimeConfig
 METRIC_COMPARISONS = ("higher", "lower")
 
 
-def _require(condition: bool, message: str) -> None:
+def require(condition: bool, message: str) -> None:
+    """Raises ValueError(message) unless `condition`: how every config dataclass validates a field."""
     if not condition:
         raise ValueError(message)
 
@@ -60,15 +61,15 @@ class TrainerConfig:
         for name in ("train_steps", "steps_per_loop", "checkpoint_interval", "summary_interval",
                      "validation_interval", "max_to_keep"):
             value = getattr(self, name)
-            _require(isinstance(value, int) and value >= 1, f"TrainerConfig.{name} must be an int >= 1, got {value!r}")
-        _require(isinstance(self.validation_steps, int) and (self.validation_steps >= 1 or self.validation_steps == -1),
+            require(isinstance(value, int) and value >= 1, f"TrainerConfig.{name} must be an int >= 1, got {value!r}")
+        require(isinstance(self.validation_steps, int) and (self.validation_steps >= 1 or self.validation_steps == -1),
                  f"TrainerConfig.validation_steps must be -1 or >= 1, got {self.validation_steps!r}")
-        _require(self.best_checkpoint_metric_comp in METRIC_COMPARISONS,
+        require(self.best_checkpoint_metric_comp in METRIC_COMPARISONS,
                  f"TrainerConfig.best_checkpoint_metric_comp must be one of {METRIC_COMPARISONS}, "
                  f"got {self.best_checkpoint_metric_comp!r}")
-        _require(self.loss_upper_bound > 0,
+        require(self.loss_upper_bound > 0,
                  f"TrainerConfig.loss_upper_bound must be > 0, got {self.loss_upper_bound!r}")
-        _require(isinstance(self.recovery_max_trials, int) and self.recovery_max_trials >= 0,
+        require(isinstance(self.recovery_max_trials, int) and self.recovery_max_trials >= 0,
                  f"TrainerConfig.recovery_max_trials must be an int >= 0, got {self.recovery_max_trials!r}")
 
 

@@ -12,16 +12,12 @@ import keras
 import tensorflow as tf
 
 from research.core import base_task
+from research.core.config_definitions import require
 from research.data import features, pretrain_input
 from research.data import tokenizer as tokenizer_lib
 from research.tasks import checkpoint_init
 
 NEXT_SENTENCE_HEAD = "next_sentence"
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,12 +56,12 @@ class PretrainDataConfig:
     shuffle_buffer_size: int = 10_000
 
     def __post_init__(self):
-        _require(bool(self.input_path), "PretrainDataConfig.input_path is empty: bind it to a glob of TFRecord shards")
+        require(bool(self.input_path), "PretrainDataConfig.input_path is empty: bind it to a glob of TFRecord shards")
         for name in ("global_batch_size", "seq_len", "vocab_size", "max_predictions_per_seq", "shuffle_buffer_size"):
             value = getattr(self, name)
-            _require(isinstance(value, int) and value >= 1,
+            require(isinstance(value, int) and value >= 1,
                      f"PretrainDataConfig.{name} must be an int >= 1, got {value!r}")
-        _require(not self.whole_word_masking or bool(self.spm_model),
+        require(not self.whole_word_masking or bool(self.spm_model),
                  "PretrainDataConfig.whole_word_masking needs spm_model (the word starts come from its pieces)")
 
     def masking(self) -> pretrain_input.MaskingConfig:
@@ -95,8 +91,8 @@ class MaskedLMConfig:
     scale_loss: bool = True
 
     def __post_init__(self):
-        _require(callable(self.model), f"MaskedLMConfig.model must be a callable building the model, got {self.model!r}")
-        _require(self.train_data is not None or self.validation_data is not None,
+        require(callable(self.model), f"MaskedLMConfig.model must be a callable building the model, got {self.model!r}")
+        require(self.train_data is not None or self.validation_data is not None,
                  "MaskedLMConfig needs train_data, validation_data or both")
 
 

@@ -12,16 +12,12 @@ import numpy as np
 import tensorflow as tf
 
 from research.core import base_task
+from research.core.config_definitions import require
 from research.data import classification_input, features
 from research.data import tokenizer as tokenizer_lib
 from research.tasks import checkpoint_init
 
 SPLITS = ("all", "train", "validation")
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,13 +48,13 @@ class ClassificationDataConfig:
     bucket_boundaries: tuple | None = None
 
     def __post_init__(self):
-        _require(bool(self.input_path), "ClassificationDataConfig.input_path is empty: bind it to a TSV file")
-        _require(bool(self.spm_model), "ClassificationDataConfig.spm_model is empty: bind it to the encoder's "
+        require(bool(self.input_path), "ClassificationDataConfig.input_path is empty: bind it to a TSV file")
+        require(bool(self.spm_model), "ClassificationDataConfig.spm_model is empty: bind it to the encoder's "
                                        "sentencepiece model")
-        _require(self.split in SPLITS, f"ClassificationDataConfig.split must be one of {SPLITS}, got {self.split!r}")
+        require(self.split in SPLITS, f"ClassificationDataConfig.split must be one of {SPLITS}, got {self.split!r}")
         for name in ("global_batch_size", "seq_len"):
             value = getattr(self, name)
-            _require(isinstance(value, int) and value >= 1,
+            require(isinstance(value, int) and value >= 1,
                      f"ClassificationDataConfig.{name} must be an int >= 1, got {value!r}")
 
 
@@ -79,11 +75,11 @@ class SentencePredictionConfig:
     init_checkpoint: str = ""
 
     def __post_init__(self):
-        _require(callable(self.model),
+        require(callable(self.model),
                  f"SentencePredictionConfig.model must be a callable building the model, got {self.model!r}")
-        _require(isinstance(self.num_classes, int) and self.num_classes >= 1,
+        require(isinstance(self.num_classes, int) and self.num_classes >= 1,
                  f"SentencePredictionConfig.num_classes must be an int >= 1, got {self.num_classes!r}")
-        _require(self.train_data is not None or self.validation_data is not None,
+        require(self.train_data is not None or self.validation_data is not None,
                  "SentencePredictionConfig needs train_data, validation_data or both")
 
     @property
