@@ -179,8 +179,10 @@ def _chunked(library, hidden, table, bias, labels, weights, rows, *, gradients):
     predicted = tf.tensor_scatter_nd_update(tf.fill([n], -1), scatter_rows, _concat(results[2]))
     if not gradients:
         return loss, predicted
+    # ScatterNd refuses an empty [n, 0] output even with nothing to scatter: zero width needs no scatter.
     d_hidden = tf.cond(all_active, lambda: results[3],
-                       lambda: tf.scatter_nd(scatter_rows, results[3], tf.stack([n, width])))
+                       lambda: tf.cond(tf.equal(width, 0), lambda: tf.zeros(tf.stack([n, width])),
+                                       lambda: tf.scatter_nd(scatter_rows, results[3], tf.stack([n, width]))))
     return loss, predicted, d_hidden, results[4], results[5]
 
 
