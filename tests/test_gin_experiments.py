@@ -5,10 +5,8 @@ import pytest
 from research import main
 from research.core import launch
 
+from tasks.task_helpers import TINY_ENCODER_BINDINGS as TINY_ENCODER
 from tasks.task_helpers import write_pretraining_records
-
-TINY_ENCODER = ["modeling.BertEncoder.hidden_size = 16", "modeling.BertEncoder.num_layers = 1",
-                "modeling.BertEncoder.num_attention_heads = 2", "modeling.BertEncoder.intermediate_size = 32"]
 
 
 @pytest.fixture(autouse=True)

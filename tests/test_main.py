@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.task_helpers import write_pretraining_records
+from tasks.task_helpers import TINY_ENCODER_BINDINGS, write_pretraining_records
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["modeling.BertEncoder.hidden_size = 16", "modeling.BertEncoder.num_layers = 1",
-        "modeling.BertEncoder.num_attention_heads = 2", "modeling.BertEncoder.intermediate_size = 32",
+TINY = TINY_ENCODER_BINDINGS + [
         "VOCAB_SIZE = 60", "SEQ_LEN = 16", "GLOBAL_BATCH_SIZE = 4", "EVAL_BATCH_SIZE = 8",
         "MAX_PREDICTIONS_PER_SEQ = 4", "WARMUP_STEPS = 2", "STEPS_PER_LOOP = 3", "VALIDATION_STEPS = 2"]
 

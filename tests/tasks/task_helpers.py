@@ -9,6 +9,9 @@ from research.data import features
 VOCAB = 60
 SEQ_LEN = 16
 PREDICTIONS = 4
+# Gin bindings that shrink any gin/models encoder to a test size.
+TINY_ENCODER_BINDINGS = ["modeling.BertEncoder.hidden_size = 16", "modeling.BertEncoder.num_layers = 1",
+                         "modeling.BertEncoder.num_attention_heads = 2", "modeling.BertEncoder.intermediate_size = 32"]
 
 
 def tiny_encoder(hidden_size=16, vocab_size=VOCAB):
