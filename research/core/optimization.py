@@ -299,9 +299,36 @@ class _ResearchOptimizerMixin:
         return config
 
 
+def _resource_handle(variable):
+    """The resource handle of a Keras variable, a tf.Variable, or a distributed variable's local component."""
+    if isinstance(variable, keras.Variable):
+        variable = variable.value
+    return variable.handle
+
+
 @keras.saving.register_keras_serializable(package="research")
 class AdamW(_ResearchOptimizerMixin, keras.optimizers.AdamW):
-    """`keras.optimizers.AdamW` with path-based weight-decay exclusion and optional DP (see the module doc)."""
+    """`keras.optimizers.AdamW` with path-based weight-decay exclusion and optional DP (see the module doc).
+
+    The Adam step of each variable is TensorFlow's fused `ResourceApplyAdam` kernel: Keras' formula
+    (m += (g - m)(1 - beta_1); v += (g^2 - v)(1 - beta_2); var -= alpha m / (sqrt(v) + epsilon),
+    alpha = lr sqrt(1 - beta_2^t) / (1 - beta_1^t)) in one pass over the variable instead of about ten
+    element-wise ops, each reading and writing the whole variable (BERT tiny: a tenth of a training
+    step). AMSGrad keeps Keras' own update.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        index = self._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=_resource_handle(variable), m=_resource_handle(self._momentums[index]),
+            v=_resource_handle(self._velocities[index]),
+            beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step), beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
+            lr=tf.cast(learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype), beta2=tf.cast(self.beta_2, dtype),
+            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
 
 
 @keras.saving.register_keras_serializable(package="research")

@@ -151,7 +151,7 @@ class ClassificationHead(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self.dropout_rate = dropout_rate
         self.initializer = keras.initializers.get(initializer)
-        self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy)
+        self.dropout = layers.Dropout(dropout_rate, dtype=self.dtype_policy)
         self.out_proj = keras.layers.Dense(num_classes, kernel_initializer=layers.clone_initializer(self.initializer),
                                            dtype=self.dtype_policy, name="logits")
         self.dense = None

@@ -8,6 +8,8 @@ import math
 import keras
 import tensorflow as tf
 
+from research import ops
+
 _LAYER_NORM_EPSILON = 1e-12
 # Added to the attention scores of padding keys, in float32 (where -1e9 is safe); the softmax sees
 # exp(-1e9) == 0 whatever the compute dtype.
@@ -38,6 +40,43 @@ def attention_bias(input_mask):
 
 
 @keras.saving.register_keras_serializable(package="research")
+class Dropout(keras.layers.Layer):
+    """Keras' `Dropout` contract (rate, seed, active only with `training=True`) on `research.ops.dropout`.
+
+    The op regenerates its mask from the seed in the backward pass instead of saving it, and on CPU
+    its kernel does in one pass what Keras' dropout does in four (draw, compare, scale, select).
+    Like Keras' layer, it draws a fresh seed from its `SeedGenerator` at every call.
+    """
+
+    def __init__(self, rate, seed=None, backend="auto", **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate < 1:
+            raise ValueError(f"Dropout: rate must be a number in [0, 1), got {rate!r}")
+        if backend not in ops.BACKENDS:
+            raise ValueError(f"Dropout: backend must be one of {ops.BACKENDS}, got {backend!r}")
+        self.rate = float(rate)
+        self.seed = seed
+        self.backend = backend
+        self.supports_masking = True
+        self.supports_jit = backend != "native"  # 'auto' switches to the XLA-safe twin under XLA
+        self.seed_generator = keras.random.SeedGenerator(seed) if self.rate > 0 else None
+        self.built = True
+
+    def call(self, inputs, training=False):
+        if training and self.rate > 0:
+            return ops.dropout(inputs, self.rate, self.seed_generator.next(), backend=self.backend)
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rate=self.rate, seed=self.seed, backend=self.backend)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="research")
 class BertEmbeddings(keras.layers.Layer):
     """Word + position + token-type embeddings, then layer normalization and dropout.
 
@@ -62,7 +101,7 @@ class BertEmbeddings(keras.layers.Layer):
             dtype=self.dtype_policy, name="type_embeddings")
         self.layer_norm = keras.layers.LayerNormalization(
             epsilon=_LAYER_NORM_EPSILON, dtype=self.dtype_policy, name="layer_norm")
-        self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy)
+        self.dropout = Dropout(dropout_rate, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         self.word_embeddings.build((None, None))
@@ -128,7 +167,7 @@ class SelfAttention(keras.layers.Layer):
                                       dtype=self.dtype_policy, name="qkv")
         self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=clone_initializer(self.initializer),
                                                dtype=self.dtype_policy, name="output")
-        self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy)
+        self.dropout = Dropout(dropout_rate, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         self.qkv.build((None, None, self.hidden_size))
@@ -175,7 +214,7 @@ class TransformerBlock(keras.layers.Layer):
         policy = self.dtype_policy
         self.attention = SelfAttention(hidden_size, num_heads, attention_dropout_rate,
                                        clone_initializer(self.initializer), dtype=policy, name="attention")
-        self.attention_dropout = keras.layers.Dropout(hidden_dropout_rate, dtype=policy)
+        self.attention_dropout = Dropout(hidden_dropout_rate, dtype=policy)
         self.attention_norm = keras.layers.LayerNormalization(epsilon=_LAYER_NORM_EPSILON, dtype=policy,
                                                               name="attention_layer_norm")
         self.intermediate = keras.layers.Dense(intermediate_size, activation=self.activation,
@@ -183,7 +222,7 @@ class TransformerBlock(keras.layers.Layer):
                                                dtype=policy, name="intermediate")
         self.ffn_output = keras.layers.Dense(hidden_size, kernel_initializer=clone_initializer(self.initializer),
                                              dtype=policy, name="output")
-        self.ffn_dropout = keras.layers.Dropout(hidden_dropout_rate, dtype=policy)
+        self.ffn_dropout = Dropout(hidden_dropout_rate, dtype=policy)
         self.output_norm = keras.layers.LayerNormalization(epsilon=_LAYER_NORM_EPSILON, dtype=policy,
                                                            name="output_layer_norm")
 

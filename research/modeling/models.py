@@ -2,6 +2,7 @@
 import keras
 
 from research.data import features
+from research.modeling import layers
 from research.modeling.heads import ClassificationHead, MaskedLMHead
 
 _ENCODER_INPUTS = (features.INPUT_WORD_IDS, features.INPUT_MASK, features.INPUT_TYPE_IDS)
@@ -122,7 +123,7 @@ class BertClassifier(keras.Model):
         self.head_name = head_name
         self._network = network
         self._cls_head = cls_head
-        self.pooler_dropout = keras.layers.Dropout(dropout_rate) if use_encoder_pooler else None
+        self.pooler_dropout = layers.Dropout(dropout_rate) if use_encoder_pooler else None
         if cls_head is not None:
             self.classifier = cls_head
         else:

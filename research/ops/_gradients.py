@@ -25,3 +25,10 @@ def _gather_positions_grad(op, grad):
 def _gather_positions_grad_grad(op, grad):
     """The scatter-add is linear in its first input; its own gradient gathers (second-order gradients)."""
     return _library().research_gather_positions(grad, op.inputs[1]), None, None
+
+
+@tf.RegisterGradient("Research>Dropout")
+def _dropout_grad(op, grad):
+    """y = mask * scale * x is linear in x: the same op, same seed, on the upstream gradient."""
+    return (_library().research_dropout(grad, op.inputs[1], threshold=op.get_attr("threshold"),
+                                        scale=op.get_attr("scale")), None)

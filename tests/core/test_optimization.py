@@ -121,6 +121,41 @@ def test_path_patterns_alone_exclude_the_encoder_layer_norms_and_biases():
     assert any(p.endswith("word_embeddings/embeddings") for p in changed)
 
 
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adamw_fused_step_matches_keras_adamw(amsgrad):
+    """Our AdamW runs TensorFlow's fused ResourceApplyAdam; Keras' AdamW is the reference for its values."""
+    rng = np.random.RandomState(0)
+    start = rng.randn(50, 7).astype(np.float32)
+    grads = [tf.constant(rng.randn(50, 7).astype(np.float32)) for _ in range(6)]
+    grads[2] = tf.IndexedSlices(grads[2][:3], tf.constant([4, 9, 1]), tf.constant([50, 7]))  # sparse rows
+    results = []
+    for cls in (opt_lib.AdamW, keras.optimizers.AdamW):
+        variable = keras.Variable(start)
+        optimizer = cls(learning_rate=1e-2, weight_decay=0.01, beta_1=0.8, beta_2=0.95, epsilon=1e-6,
+                        amsgrad=amsgrad)
+        step = tf.function(lambda g: optimizer.apply([g], [variable]), reduce_retracing=True)
+        for grad in grads:
+            step(grad)
+        results.append(variable.numpy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
+    assert np.abs(results[0] - start).max() > 0.05
+
+
+def test_adamw_sums_duplicate_sparse_rows_before_the_step():
+    """A row repeated in an IndexedSlices gradient (a token seen twice) counts with its summed gradient,
+    as in TensorFlow's and Model Garden's Adam. (Keras' own AdamW squares the slices before summing them.)"""
+    rows = tf.constant(np.random.RandomState(1).randn(3, 7).astype(np.float32))
+    sparse = tf.IndexedSlices(rows, tf.constant([4, 9, 4]), tf.constant([50, 7]))
+    results = []
+    for grad in (sparse, tf.convert_to_tensor(sparse)):
+        variable = keras.Variable(np.ones([50, 7], np.float32))
+        optimizer = opt_lib.AdamW(learning_rate=1e-2, weight_decay=0.01)
+        optimizer.apply([grad], [variable])
+        optimizer.apply([grad], [variable])
+        results.append(variable.numpy())
+    np.testing.assert_array_equal(results[0], results[1])
+
+
 def test_global_clipnorm_limits_the_update():
     grad = tf.constant([6.0, 8.0])  # norm 10
     for clipnorm, norm in ((None, 10.0), (1.0, 1.0)):
