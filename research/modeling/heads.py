@@ -28,7 +28,10 @@ class MaskedLMHead(keras.layers.Layer):
     projection, softmax and cross-entropy.
 
     The table and the output bias are read in float32 even under a mixed policy (the dense and the
-    layer norm of the transform still compute in the compute dtype).
+    layer norm of the transform still compute in the compute dtype). Under mixed_bfloat16 the fused
+    loss and the logits run their matrix products in bfloat16 (softmax, loss, bias and accumulations
+    stay float32), as every other matmul of the model does; under float32 and mixed_float16 they are
+    float32.
 
     Args:
       embedding_table: the encoder's word-embedding variable, float32 [vocab_size, hidden].
@@ -95,6 +98,7 @@ class MaskedLMHead(keras.layers.Layer):
             raise ValueError(f"MaskedLMHead: output must be one of {OUTPUTS}, got {output!r}")
         batch, num_predictions = tf.shape(masked_lm_positions)[0], tf.shape(masked_lm_positions)[1]
         hidden = self._transform(sequence_output, masked_lm_positions)
+        matmul_dtype = tf.bfloat16 if self.compute_dtype == "bfloat16" else tf.float32
         table = _read_float32(self.embedding_table)
         bias = _read_float32(self.output_bias)
         if output == "loss":
@@ -106,10 +110,11 @@ class MaskedLMHead(keras.layers.Layer):
             else:
                 weights = tf.reshape(tf.cast(masked_lm_weights, tf.float32), [-1])
             loss, predicted = ops.masked_lm_loss(hidden, table, bias, labels, weights, backend=self.backend,
-                                                 training=training is not False)
+                                                 training=training is not False, matmul_dtype=matmul_dtype)
             shape = [batch, num_predictions]
             return {"per_position_loss": tf.reshape(loss, shape), "predicted_ids": tf.reshape(predicted, shape)}
-        logits = tf.matmul(hidden, table, transpose_b=True) + bias
+        logits = tf.matmul(tf.cast(hidden, matmul_dtype), tf.cast(table, matmul_dtype), transpose_b=True)
+        logits = tf.cast(logits, tf.float32) + bias
         if output == "predictions":
             logits = tf.nn.log_softmax(logits, axis=-1)
         return tf.reshape(logits, [batch, num_predictions, self.vocab_size])

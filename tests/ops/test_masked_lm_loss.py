@@ -21,13 +21,13 @@ def make_inputs(rng, n, d, v, scale=1.0, zero_fraction=0.3):
 
 
 def run(backend, hidden, table, bias, labels, weights, *, upstream=None, training=True, chunk_rows=0,
-        dtype=tf.float32):
+        dtype=tf.float32, matmul_dtype=tf.float32):
     """(loss, ids, [d_hidden, d_table, d_bias]) of sum(loss * upstream), or of sum(loss) / sum(weights)."""
     variables = [tf.constant(x, dtype=dtype) for x in (hidden, table, bias)]
     with tf.GradientTape() as tape:
         tape.watch(variables)
         loss, ids = ops.masked_lm_loss(*variables, labels, weights, backend=backend, training=training,
-                                       chunk_rows=chunk_rows)
+                                       chunk_rows=chunk_rows, matmul_dtype=matmul_dtype)
         if upstream is None:
             total = tf.reduce_sum(loss) / tf.maximum(tf.reduce_sum(tf.constant(weights)), 1e-6)
         else:
@@ -168,6 +168,28 @@ def test_mixed_dtypes_are_computed_in_float32():
     loss, _ = ops.masked_lm_loss(tf.cast(hidden, tf.bfloat16), table, bias, labels, weights, backend="native")
     rounded = tf.cast(tf.cast(hidden, tf.bfloat16), tf.float32).numpy()
     np.testing.assert_allclose(loss.numpy(), numpy_reference(rounded, table, bias, labels, weights)[0], rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+@pytest.mark.parametrize("training", [True, False])
+def test_bfloat16_matmuls_native_matches_reference_and_stays_near_float32(dtype, training):
+    rng = np.random.RandomState(12)
+    inputs = make_inputs(rng, 70, 48, 301, scale=0.3)
+    native = run("native", *inputs, dtype=dtype, chunk_rows=16, training=training, matmul_dtype=tf.bfloat16)
+    reference = run("reference", *inputs, dtype=dtype, matmul_dtype=tf.bfloat16)
+    exact = run("reference", *inputs, dtype=dtype)
+    # Logits, and G in the backward products, are rounded to bfloat16 (8 significant bits).
+    for other, tolerance in ((reference, 2e-2), (exact, 5e-2)):
+        np.testing.assert_allclose(native[0], other[0], rtol=tolerance, atol=tolerance)
+        for gn, go in zip(native[2], other[2]):
+            np.testing.assert_allclose(gn, go, rtol=tolerance, atol=tolerance * max(1.0, np.abs(go).max()))
+    assert np.abs(native[2][1] - exact[2][1]).max() > 0  # the products did run in bfloat16
+
+
+def test_matmul_dtype_is_checked():
+    hidden, table, bias, labels, weights = make_inputs(np.random.RandomState(13), 4, 8, 20)
+    with pytest.raises(ValueError, match="matmul_dtype must be one of .*got float16"):
+        ops.masked_lm_loss(hidden, table, bias, labels, weights, matmul_dtype=tf.float16)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
