@@ -34,7 +34,7 @@ class BertEncoder(keras.Model):
         self.type_vocab_size = type_vocab_size
         self.hidden_dropout_rate = hidden_dropout_rate
         self.attention_dropout_rate = attention_dropout_rate
-        self.activation = keras.activations.get(activation)
+        self.activation = layers.get_activation(activation)
         self.initializer = layers.default_initializer(initializer)
         policy = self.dtype_policy
         self.embeddings = layers.BertEmbeddings(

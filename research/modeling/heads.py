@@ -52,7 +52,7 @@ class MaskedLMHead(keras.layers.Layer):
             raise ValueError(f"MaskedLMHead: backend must be one of {ops.BACKENDS}, got {backend!r}")
         self.embedding_table = embedding_table
         self.vocab_size, self.hidden_size = (int(d) for d in embedding_table.shape)
-        self.activation = keras.activations.get(activation)
+        self.activation = layers.get_activation(activation)
         self.initializer = layers.default_initializer(initializer)
         self.backend = backend
         # Layers holding native kernels cannot be compiled by XLA (TRAPS.md: Kernels in graphs).
@@ -153,7 +153,7 @@ class ClassificationHead(keras.layers.Layer):
         self.inner_dim = inner_dim
         self.num_classes = num_classes
         self.cls_token_idx = cls_token_idx
-        self.activation = keras.activations.get(activation)
+        self.activation = layers.get_activation(activation)
         self.dropout_rate = dropout_rate
         self.initializer = keras.initializers.get(initializer)
         self.dropout = layers.Dropout(dropout_rate, dtype=self.dtype_policy)

@@ -32,3 +32,9 @@ def _dropout_grad(op, grad):
     """y = mask * scale * x is linear in x: the same op, same seed, on the upstream gradient."""
     return (_library().research_dropout(grad, op.inputs[1], threshold=op.get_attr("threshold"),
                                         scale=op.get_attr("scale")), None)
+
+
+@tf.RegisterGradient("Research>Gelu")
+def _gelu_grad(op, grad):
+    """dx = dy * (Phi(x) + x phi(x)), one fused pass."""
+    return _library().research_gelu_grad(grad, op.inputs[0])
