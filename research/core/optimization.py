@@ -227,6 +227,13 @@ def _variable_path(variable):
     return path[:-2] if path.endswith(":0") else path
 
 
+def _scale_gradient(gradient, scale):
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * tf.cast(scale, gradient.dtype), gradient.indices,
+                                gradient.dense_shape)
+    return gradient * tf.cast(scale, gradient.dtype)
+
+
 class _ResearchOptimizerMixin:
     """Path-based weight-decay exclusion and the DP gradient transform; mixed into Keras 3 optimizers.
 
@@ -272,6 +279,35 @@ class _ResearchOptimizerMixin:
             excluded = [v for v in variables if self._is_excluded(v)]
             super().exclude_from_weight_decay(var_list=excluded)
         super().build(variables)
+
+    def _clip_gradients(self, grads):
+        """Keras' global-norm clipping with the norm from fused L2Loss ops (one read per gradient, where
+        Keras' square-then-sum writes a squared copy of every gradient first); other clippings are Keras'."""
+        if not (self.global_clipnorm and self.global_clipnorm > 0) or (self.clipnorm and self.clipnorm > 0):
+            return super()._clip_gradients(grads)
+        norm = tf.linalg.global_norm([g for g in grads if g is not None])
+        # Keras' formula: min(1, clip / norm), and NaN when the norm is not finite.
+        scale = self.global_clipnorm * tf.minimum(1.0 / norm, 1.0 / self.global_clipnorm) + (norm - norm)
+        return [None if g is None else _scale_gradient(g, scale) for g in grads]
+
+    def _apply_weight_decay(self, variables):
+        """Keras' decoupled decay `var -= var * rate * lr`, with rate * lr multiplied first: one pass over each
+        variable and one temporary instead of two (Keras multiplies the variable by each scalar in turn)."""
+        if self.weight_decay is None:
+            return
+
+        def decay(variable):
+            if self._use_weight_decay(variable):
+                factor = tf.cast(self.weight_decay, variable.dtype) * tf.cast(self.learning_rate, variable.dtype)
+                variable.assign_sub(variable * factor)
+
+        def distributed_decay(distribution, variables):
+            for variable in variables:
+                if isinstance(variable, keras.Variable):
+                    variable = variable.value
+                distribution.extended.update(variable, decay, group=False)
+
+        tf.__internal__.distribute.interim.maybe_merge_call(distributed_decay, self._distribution_strategy, variables)
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         """Keras' all-reduce, then (with DP) clip the summed gradients to a global norm and add noise."""

@@ -164,6 +164,19 @@ def test_global_clipnorm_limits_the_update():
         assert np.linalg.norm(variable.numpy()) == pytest.approx(norm, rel=1e-5)
 
 
+def test_global_clipnorm_matches_keras_with_sparse_gradients():
+    rng = np.random.RandomState(3)
+    dense = tf.constant(rng.randn(5, 3).astype(np.float32))
+    sparse = tf.IndexedSlices(tf.constant(rng.randn(2, 3).astype(np.float32)), tf.constant([0, 4]), tf.constant([6, 3]))
+    results = []
+    for cls in (opt_lib.SGD, keras.optimizers.SGD):
+        variables = [keras.Variable(np.zeros([5, 3], np.float32)), keras.Variable(np.zeros([6, 3], np.float32))]
+        cls(learning_rate=1.0, global_clipnorm=0.5).apply([dense, sparse], variables)
+        results.append([v.numpy() for v in variables])
+    for ours, theirs in zip(*results):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+
+
 # ---- differential privacy -----------------------------------------------------------------------------------
 
 def _dp_update(noise_multiplier, seed=3, grads=(tf.fill((100, 100), 1.0), tf.fill((4,), 1.0))):
