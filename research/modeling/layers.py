@@ -158,7 +158,7 @@ class SelfAttention(keras.layers.Layer):
     """Multi-head self-attention with one fused Q/K/V projection [hidden, 3 * hidden].
 
     call(x [batch, seq_len, hidden], input_mask int32 [batch, seq_len]) -> [batch, seq_len, hidden].
-    Scores are computed in the compute dtype; the padding bias is added and the softmax taken in
+    Scores are computed in the compute dtype; the scaling, the padding bias and the softmax are in
     float32. (The mask goes in as int: Keras casts float arguments of a layer to its compute dtype.)
     """
 
@@ -184,13 +184,15 @@ class SelfAttention(keras.layers.Layer):
 
     def call(self, x, input_mask, training=None):
         batch, seq_len = tf.shape(x)[0], tf.shape(x)[1]
+        # One transpose to [3, batch, heads, seq_len, head_size], then plain batched matmuls: on CPU
+        # (oneDNN) this runs the attention core, forward and backward, ~40% faster than the einsums
+        # "bqnd,bknd->bnqk" / "bnqk,bknd->bqnd", which transpose on every call and in their gradients.
         qkv = tf.reshape(self.qkv(x), [batch, seq_len, 3, self.num_heads, self.head_size])
-        query, key, value = tf.unstack(qkv, axis=2)  # each [batch, seq_len, heads, head_size]
-        query = query * tf.cast(1.0 / math.sqrt(self.head_size), query.dtype)
-        scores = tf.einsum("bqnd,bknd->bnqk", query, key)
-        probs = tf.nn.softmax(tf.cast(scores, tf.float32) + attention_bias(input_mask), axis=-1)
-        probs = self.dropout(tf.cast(probs, value.dtype), training=training)
-        context = tf.einsum("bnqk,bknd->bqnd", probs, value)
+        query, key, value = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))  # each [batch, heads, seq_len, size]
+        scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32)  # [batch, heads, query, key]
+        scores = scores * (1.0 / math.sqrt(self.head_size)) + attention_bias(input_mask)
+        probs = self.dropout(tf.cast(tf.nn.softmax(scores, axis=-1), value.dtype), training=training)
+        context = tf.transpose(tf.matmul(probs, value), [0, 2, 1, 3])  # [batch, seq_len, heads, size]
         return self.output_dense(tf.reshape(context, [batch, seq_len, self.hidden_size]))
 
     def get_config(self):

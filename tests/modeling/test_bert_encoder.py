@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from research.modeling import BertEncoder
+from research.modeling import BertEncoder, layers
 from modeling_helpers import HIDDEN, SEQ_LEN, VOCAB, encoder_inputs, tiny_encoder
 
 
@@ -121,3 +121,24 @@ def test_keras_save_and_load(tmp_path):
     assert isinstance(loaded, BertEncoder)
     assert loaded.get_config() == encoder.get_config()
     _assert_same_outputs(encoder, loaded, inputs)
+
+
+def test_self_attention_matches_a_numpy_computation():
+    """Multi-head attention from the layer's own weights, in float64: softmax(q k^T / sqrt(d) + bias) v."""
+    rng = np.random.RandomState(4)
+    batch, seq_len, hidden, heads = 3, 7, 12, 3
+    attention = layers.SelfAttention(hidden, heads, dropout_rate=0.0)
+    x = rng.randn(batch, seq_len, hidden).astype(np.float32)
+    mask = np.ones([batch, seq_len], np.int32)
+    mask[1, 4:] = 0
+    output = attention(tf.constant(x), tf.constant(mask)).numpy()
+    qkv_kernel, qkv_bias = (w.numpy().astype(np.float64) for w in attention.qkv.weights)
+    out_kernel, out_bias = (w.numpy().astype(np.float64) for w in attention.output_dense.weights)
+    size = hidden // heads
+    qkv = (x.astype(np.float64) @ qkv_kernel + qkv_bias).reshape(batch, seq_len, 3, heads, size)
+    query, key, value = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    scores = query @ key.transpose(0, 1, 3, 2) / np.sqrt(size) + np.where(mask, 0.0, -1e9)[:, None, None, :]
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    context = (probs @ value).transpose(0, 2, 1, 3).reshape(batch, seq_len, hidden)
+    np.testing.assert_allclose(output, context @ out_kernel + out_bias, rtol=1e-4, atol=1e-5)
