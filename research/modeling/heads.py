@@ -60,7 +60,7 @@ class MaskedLMHead(keras.layers.Layer):
         self.dense = keras.layers.Dense(self.hidden_size, activation=self.activation,
                                         kernel_initializer=layers.clone_initializer(self.initializer),
                                         dtype=self.dtype_policy, name="transform")
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=1e-12, dtype=self.dtype_policy,
+        self.layer_norm = layers.LayerNormalization(epsilon=1e-12, dtype=self.dtype_policy,
                                                           name="transform_layer_norm")
         self.build(None)
 

@@ -85,6 +85,32 @@ class Dropout(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="research")
+class LayerNormalization(keras.layers.LayerNormalization):
+    """Keras' `LayerNormalization` (same variables, config and checkpoints) computed by
+    `research.ops.layer_norm` when it normalizes the last axis with both gamma and beta, the BERT case;
+    any other configuration is Keras' own computation."""
+
+    def __init__(self, *args, backend="auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        if backend not in ops.BACKENDS:
+            raise ValueError(f"LayerNormalization: backend must be one of {ops.BACKENDS}, got {backend!r}")
+        self.backend = backend
+        self.supports_jit = backend != "native"  # 'auto' switches to the XLA-safe twin under XLA
+
+    def call(self, inputs):
+        last_axis_only = list(self.axis) in ([-1], [len(inputs.shape) - 1])
+        if not (last_axis_only and self.center and self.scale and not self.rms_scaling):
+            return super().call(inputs)
+        outputs = ops.layer_norm(inputs, self.gamma, self.beta, self.epsilon, backend=self.backend)
+        return tf.cast(outputs, self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(backend=self.backend)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="research")
 class BertEmbeddings(keras.layers.Layer):
     """Word + position + token-type embeddings, then layer normalization and dropout.
 
@@ -107,7 +133,7 @@ class BertEmbeddings(keras.layers.Layer):
         self.type_embeddings = keras.layers.Embedding(
             type_vocab_size, hidden_size, embeddings_initializer=clone_initializer(self.initializer),
             dtype=self.dtype_policy, name="type_embeddings")
-        self.layer_norm = keras.layers.LayerNormalization(
+        self.layer_norm = LayerNormalization(
             epsilon=_LAYER_NORM_EPSILON, dtype=self.dtype_policy, name="layer_norm")
         self.dropout = Dropout(dropout_rate, dtype=self.dtype_policy)
 
@@ -225,7 +251,7 @@ class TransformerBlock(keras.layers.Layer):
         self.attention = SelfAttention(hidden_size, num_heads, attention_dropout_rate,
                                        clone_initializer(self.initializer), dtype=policy, name="attention")
         self.attention_dropout = Dropout(hidden_dropout_rate, dtype=policy)
-        self.attention_norm = keras.layers.LayerNormalization(epsilon=_LAYER_NORM_EPSILON, dtype=policy,
+        self.attention_norm = LayerNormalization(epsilon=_LAYER_NORM_EPSILON, dtype=policy,
                                                               name="attention_layer_norm")
         self.intermediate = keras.layers.Dense(intermediate_size, activation=self.activation,
                                                kernel_initializer=clone_initializer(self.initializer),
@@ -233,7 +259,7 @@ class TransformerBlock(keras.layers.Layer):
         self.ffn_output = keras.layers.Dense(hidden_size, kernel_initializer=clone_initializer(self.initializer),
                                              dtype=policy, name="output")
         self.ffn_dropout = Dropout(hidden_dropout_rate, dtype=policy)
-        self.output_norm = keras.layers.LayerNormalization(epsilon=_LAYER_NORM_EPSILON, dtype=policy,
+        self.output_norm = LayerNormalization(epsilon=_LAYER_NORM_EPSILON, dtype=policy,
                                                            name="output_layer_norm")
 
     def build(self, input_shape=None):

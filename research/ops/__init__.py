@@ -8,9 +8,10 @@ from research.ops.backend import BACKENDS
 from research.ops.dropout import dropout
 from research.ops.gather_positions import gather_positions
 from research.ops.gelu import gelu
+from research.ops.layer_norm import layer_norm
 from research.ops.mask_tokens import mask_tokens
 from research.ops.masked_lm_loss import masked_lm_loss
 
 check_tensorflow_version()
 
-__all__ = ["BACKENDS", "TensorFlowVersionMismatchError", "dropout", "gather_positions", "gelu", "mask_tokens", "masked_lm_loss"]
+__all__ = ["BACKENDS", "TensorFlowVersionMismatchError", "dropout", "gather_positions", "gelu", "layer_norm", "mask_tokens", "masked_lm_loss"]

@@ -38,3 +38,12 @@ def _dropout_grad(op, grad):
 def _gelu_grad(op, grad):
     """dx = dy * (Phi(x) + x phi(x)), one fused pass."""
     return _library().research_gelu_grad(grad, op.inputs[0])
+
+
+@tf.RegisterGradient("Research>LayerNorm")
+def _layer_norm_grad(op, grad, unused_grad_mean, unused_grad_rstd):
+    """dx, dgamma, dbeta from the saved per-row mean and 1/std (mean and rstd are not differentiated)."""
+    x, gamma, _ = op.inputs
+    _, mean, rstd = op.outputs
+    dx, dgamma, dbeta = _library().research_layer_norm_grad(grad, x, gamma, mean, rstd)
+    return dx, dgamma, dbeta
