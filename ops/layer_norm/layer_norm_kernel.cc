@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/parts.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
-#include "tensorflow/core/util/work_sharder.h"
 
 namespace research {
 namespace {
@@ -123,15 +123,6 @@ void StoreRow(const float* values, int64_t n, T* row) {
   }
 }
 
-// Splits [0, rows) into at most `parts` contiguous ranges on the intra-op pool.
-void ForParts(OpKernelContext* ctx, int64_t rows, int64_t parts, const std::function<void(int64_t, int64_t, int64_t)>& fn) {
-  auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-  ::tensorflow::Shard(static_cast<int>(parts), workers, parts, /*cost_per_unit=*/int64_t{1} << 30,
-                      [&](int64_t begin, int64_t end) {
-                        for (int64_t p = begin; p < end; ++p) fn(p, rows * p / parts, rows * (p + 1) / parts);
-                      });
-}
-
 int64_t NumParts(OpKernelContext* ctx, int64_t rows, int64_t channels) {
   const int64_t threads = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
   const int64_t by_size = std::max<int64_t>(1, rows * channels / (16 * 1024));  // >= 16K elements a part
@@ -174,7 +165,9 @@ class LayerNormOp : public OpKernel {
     float* means = mean->flat<float>().data();
     float* rstds = rstd->flat<float>().data();
     const float epsilon = epsilon_;
-    ForParts(ctx, rows, NumParts(ctx, rows, channels), [&](int64_t, int64_t begin, int64_t end) {
+    const int64_t parts = NumParts(ctx, rows, channels);
+    RunParts(ctx, parts, [&](int64_t part) {
+      const int64_t begin = PartBegin(rows, parts, part), end = PartBegin(rows, parts, part + 1);
       std::vector<float> in_scratch, out_scratch;
       for (int64_t r = begin; r < end; ++r) {
         const float* row = AsFloat(in + r * channels, channels, &in_scratch);
@@ -227,7 +220,8 @@ class LayerNormGradOp : public OpKernel {
     const float* rstds = rstd.flat<float>().data();
     const int64_t parts = NumParts(ctx, rows, channels);
     std::vector<float> partial(static_cast<size_t>(parts) * 2 * channels, 0.0f);  // [part][dgamma | dbeta]
-    ForParts(ctx, rows, parts, [&](int64_t part, int64_t begin, int64_t end) {
+    RunParts(ctx, parts, [&](int64_t part) {
+      const int64_t begin = PartBegin(rows, parts, part), end = PartBegin(rows, parts, part + 1);
       std::vector<float> x_scratch, dy_scratch, out_scratch;
       float* part_dgamma = partial.data() + part * 2 * channels;
       for (int64_t r = begin; r < end; ++r) {

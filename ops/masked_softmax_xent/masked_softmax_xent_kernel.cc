@@ -18,10 +18,10 @@
 #include <immintrin.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/parts.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/types.h"
-#include "tensorflow/core/util/work_sharder.h"
 
 namespace research {
 namespace {
@@ -176,23 +176,6 @@ float ExpSumBias(const float* x, const float* bias, int64_t n, float max, float*
 void ScaleAccumulate(float* x, float* column_sums, int64_t n, float scale) {
   HasAvx512() ? ScaleAccumulateAvx512(x, column_sums, n, scale) : ScaleAccumulateScalar(x, column_sums, n, scale);
 }
-
-// ---- helpers ------------------------------------------------------------------------------------
-
-// Runs work(part) for part in [0, parts) on the intra-op pool, one part per thread.
-void RunParts(OpKernelContext* ctx, int64_t parts, const std::function<void(int64_t)>& work) {
-  if (parts <= 1) {
-    if (parts == 1) work(0);
-    return;
-  }
-  auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-  ::tensorflow::Shard(static_cast<int>(parts), workers, parts, /*cost_per_unit=*/int64_t{1} << 40,
-                      [&work](int64_t begin, int64_t end) {
-                        for (int64_t p = begin; p < end; ++p) work(p);
-                      });
-}
-
-inline int64_t PartBegin(int64_t total, int64_t parts, int64_t part) { return total * part / parts; }
 
 // ---- the kernel -----------------------------------------------------------------------------------
 
