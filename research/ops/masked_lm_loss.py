@@ -181,15 +181,19 @@ def _chunked(library, hidden, table, bias, labels, weights, rows, matmul_dtype, 
                 d_table = library.research_accumulate_rows(d_table, product(g, hidden_c, transpose_a=True), 0)
             else:
                 for v0, v1 in slices:
-                    g_slice = g if (v0, v1) == (0, table.shape[0]) else g[:, v0:v1]
-                    d_table = library.research_accumulate_rows(
-                        d_table, product(g_slice, hidden_c, transpose_a=True), v0)
+                    with tf.control_dependencies([d_table]):  # one slice's product alive at a time
+                        g_slice = g if (v0, v1) == (0, table.shape[0]) else g[:, v0:v1]
+                        update = product(g_slice, hidden_c, transpose_a=True)
+                    d_table = library.research_accumulate_rows(d_table, update, v0)
             outputs += [d_hidden, d_table, d_bias + d_bias_c]
         return outputs
 
     loop_vars = [tf.constant(0), array(tf.float32), array(tf.int32)]
     if gradients:
-        loop_vars += [tf.zeros(tf.stack([num_active, width])), tf.zeros_like(table), tf.zeros_like(bias)]
+        d_table = _zeros([vocab_size, width])
+        with tf.control_dependencies([d_table]):  # the larger first: the allocator then wastes less
+            d_hidden = _zeros([num_active, width])
+        loop_vars += [d_hidden, d_table, tf.zeros_like(bias)]
     # One iteration at a time: overlapping ones would only hold more [rows, V] buffers.
     results = tf.while_loop(lambda i, *_: i < num_chunks, body, loop_vars, parallel_iterations=1)
     scatter_rows = active[:, tf.newaxis]
@@ -202,6 +206,12 @@ def _chunked(library, hidden, table, bias, labels, weights, rows, matmul_dtype, 
                        lambda: tf.cond(tf.equal(width, 0), lambda: tf.zeros(tf.stack([n, width])),
                                        lambda: tf.scatter_nd(scatter_rows, results[3], tf.stack([n, width]))))
     return loss, predicted, d_hidden, results[4], results[5]
+
+
+def _zeros(shape):
+    """A float32 zero accumulator that Grappler cannot fold into a constant (a constant's buffer is never
+    forwarded, so the first in-place accumulation would copy it, and folding itself allocates it again)."""
+    return tf.raw_ops.Empty(shape=tf.stack(shape), dtype=tf.float32, init=True)
 
 
 def _concat(array):

@@ -1,4 +1,6 @@
 """research.ops.masked_lm_loss (chunked native path, Research>SoftmaxXentChunk): values and gradients, native vs reference."""
+import importlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -255,3 +257,69 @@ def test_xla_uses_the_reference():
 
     with pytest.raises(ValueError, match="XLA"):
         native(*[tf.constant(x) for x in inputs[:3]])
+
+
+def peak_live_tensor_bytes(fn):
+    """The largest sum of requested bytes of TensorFlow tensors alive at once while `fn` runs, from the
+    profiler's allocation events (unlike the allocator's peak, it does not depend on how earlier tests
+    left the allocator's free chunks)."""
+    import glob
+    import tempfile
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    logdir = tempfile.mkdtemp()
+    tf.profiler.experimental.start(logdir, options=tf.profiler.experimental.ProfilerOptions(host_tracer_level=3))
+    try:
+        fn()
+    finally:
+        tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as file:
+        space.ParseFromString(file.read())
+    events = []
+    for plane in space.planes:
+        names = {key: meta.name for key, meta in plane.stat_metadata.items()}
+        for line in plane.lines:
+            for event in line.events:
+                kind = plane.event_metadata[event.metadata_id].name
+                if kind in ("MemoryAllocation", "MemoryDeallocation"):
+                    stats = {names[s.metadata_id]: s.uint64_value or s.int64_value for s in event.stats}
+                    events.append((line.timestamp_ns * 1000 + event.offset_ps, kind, stats["addr"],
+                                   stats.get("requested_bytes", 0)))
+    live, current, peak = {}, 0, 0
+    for _, kind, address, size in sorted(events):
+        if kind == "MemoryAllocation":
+            live[address] = size
+            current += size
+            peak = max(peak, current)
+        else:
+            current -= live.pop(address, 0)
+    assert events, "the profiler recorded no allocations"
+    return peak
+
+
+def test_native_training_step_holds_only_its_gradients_one_chunk_and_one_table_slice():
+    """Guards the two ways the head once held ~V x D more than it needs: a zero table accumulator folded
+    into a constant by Grappler (whose buffer cannot be updated in place, so the first chunk copied it),
+    and the per-slice table products of a chunk all alive at once."""
+    n, d, v, rows = 512, 512, 30522, 64
+    hidden, table, bias, labels, _ = make_inputs(np.random.RandomState(0), n, d, v)
+    hidden, table, bias = [tf.constant(x) for x in (hidden, table, bias)]
+    weights = tf.ones([n])
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch([hidden, table, bias])
+            loss, _ = ops.masked_lm_loss(hidden, table, bias, labels, weights, backend="native", chunk_rows=rows)
+            total = tf.reduce_sum(loss) / tf.reduce_sum(weights)
+        return tape.gradient(total, [hidden, table, bias])
+
+    step()
+    peak = peak_live_tensor_bytes(lambda: [g.numpy() for g in step()])
+    parts = -(-v * d * 4 // importlib.import_module("research.ops.masked_lm_loss")._chunk_bytes())
+    needed = 4 * (n * d + v * d + v  # the three gradients
+                  + rows * v  # one chunk of logits, overwritten by its softmax gradient
+                  + -(-v // parts) * (d + rows))  # one slice of the table product and of the chunk's gradient
+    assert peak <= 1.1 * needed, (peak / 2**20, needed / 2**20)
