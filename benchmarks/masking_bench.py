@@ -5,7 +5,7 @@ unpacked records) through `dataset.map(mask)` with a fresh seed per batch and co
 second: best and median of repeated runs after a warm-up. Targets: native >= 10x the reference and
 >= 20x tensorflow_text's `mask_language_model` (timed only where tensorflow_text is installed).
 
-    python benchmarks/masking_bench.py [--repeats=5] [--batches=40] [--write_results]
+    python benchmarks/masking_bench.py [--repeats=5] [--seconds=0.5] [--write_results]
 """
 import sys
 from pathlib import Path
@@ -21,7 +21,7 @@ from research import ops  # noqa: E402
 from research.data.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID  # noqa: E402
 
 _REPEATS = flags.DEFINE_integer("repeats", 5, "timed runs per configuration and implementation")
-_BATCHES = flags.DEFINE_integer("batches", 40, "batches per timed run")
+_SECONDS = flags.DEFINE_float("seconds", 0.5, "approximate duration of each timed run")
 _WRITE = flags.DEFINE_bool("write_results", False, "update the masking section of benchmarks/RESULTS.md")
 
 VOCAB = 30522
@@ -75,14 +75,25 @@ def implementations(max_predictions):
     return found
 
 
-def measure(mask, ids, batches, repeats):
-    dataset = tf.data.Dataset.from_tensors(ids).repeat(batches).enumerate().map(
-        mask, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+def measure(mask, ids, seconds, repeats):
+    """(best, median) examples/s of runs sized to last about `seconds` each.
 
-    def run_once():  # consumed in C++, as a training loop would, so Python iteration costs nothing
-        dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)
+    The consuming loop is one traced function, so a run costs its batches only: tracing
+    `Dataset.reduce` anew per run (milliseconds) would weigh most on the fastest implementation."""
+    def timed_run(batches):
+        dataset = tf.data.Dataset.from_tensors(ids).repeat(batches).enumerate().map(
+            mask, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
-    return _report.rate_summary(ids.shape[0] * batches, _report.time_runs(run_once, repeats))
+        @tf.function
+        def consume():  # in C++, as a training loop would, so Python iteration costs nothing
+            return dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)
+
+        return lambda: consume().numpy()
+
+    probe_batches = 8
+    probe = _report.time_runs(timed_run(probe_batches), 1)[0]
+    batches = max(probe_batches, int(seconds * probe_batches / probe))
+    return _report.rate_summary(ids.shape[0] * batches, _report.time_runs(timed_run(batches), repeats))
 
 
 def main(argv):
@@ -93,8 +104,7 @@ def main(argv):
         ids = make_ids(batch, seq_len)
         results = {}
         for name, mask in implementations(max_predictions).items():
-            batches = _BATCHES.value if name == "native" else max(4, _BATCHES.value // 4)
-            results[name] = measure(mask, ids, batches, _REPEATS.value)
+            results[name] = measure(mask, ids, _SECONDS.value, _REPEATS.value)
             print(f"{batch}x{seq_len} {name}: best {results[name][0]:.0f} ex/s, median {results[name][1]:.0f} ex/s",
                   flush=True)
         native_median = results["native"][1]
