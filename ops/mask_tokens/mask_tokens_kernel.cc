@@ -1,5 +1,5 @@
-// CPU kernel of Research>MaskTokens. Each row draws from its own Philox stream (the seed's key, the
-// counter advanced by row << 32), so a row's result depends only on its ids, the seed and its index.
+// CPU kernel of Research>MaskTokens. Each row draws from its own random stream (see RowRandom), so a
+// row's result depends only on its ids, the seed and its index.
 // The kernel runs single-threaded: inside tf.data, parallel map already spreads batches over cores,
 // and sharding rows of one batch measured slower there (thread hand-offs cost more than the work).
 #include <algorithm>
@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
-#include "tensorflow/core/lib/random/philox_random.h"
+#include "native/splitmix64.h"
 
 namespace research {
 namespace {
@@ -20,46 +20,41 @@ using ::tensorflow::OpKernelConstruction;
 using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
-using ::tensorflow::random::PhiloxRandom;
 
-// Draws uint32 values from one Philox stream, four per generator call.
+// The random draws of one row: a SplitMix64 stream whose starting state hashes (seed, row), so rows
+// are independent of each other and of the batch they sit in. SplitMix64 costs two multiplies per
+// 64-bit draw, against about twenty for TensorFlow's Philox, which was a quarter of the kernel's time.
 class RowRandom {
  public:
-  RowRandom(uint64_t key, uint64_t counter, int64_t row) : philox_(key, counter) {
-    philox_.Skip(static_cast<uint64_t>(row) << 32);
-  }
+  RowRandom(uint64_t key, uint64_t counter, int64_t row)
+      : stream_(SplitMix64(SplitMix64(SplitMix64(key).Next() ^ counter).Next() ^ static_cast<uint64_t>(row)).Next()) {}
 
-  uint32_t NextUint32() {
-    if (used_ == 4) {
-      block_ = philox_();
-      used_ = 0;
-    }
-    return block_[used_++];
-  }
-
-  // Uniform in [0, n) for n <= 2^32, by multiply-shift.
+  // Uniform in [0, n) for n <= 2^32, by multiply-shift of 32 random bits.
   int64_t Uniform(int64_t n) {
-    return static_cast<int64_t>((static_cast<uint64_t>(NextUint32()) * static_cast<uint64_t>(n)) >> 32);
+    return static_cast<int64_t>(((stream_.Next() >> 32) * static_cast<uint64_t>(n)) >> 32);
   }
 
-  // Uniform float in [0, 1) with 24 bits of resolution.
-  float UniformFloat() { return static_cast<float>(NextUint32() >> 8) * (1.0f / 16777216.0f); }
+  // Fills `out[0, n)` with uniform floats in [0, 1), 24 bits of resolution each.
+  void UniformFloats(int64_t n, float* out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(stream_.Next() >> 40) * (1.0f / 16777216.0f);
+  }
 
  private:
-  PhiloxRandom philox_;
-  PhiloxRandom::ResultType block_;
-  int used_ = 4;
+  SplitMix64 stream_;
 };
 
 // Per-row working memory, allocated once per call.
 struct RowScratch {
   explicit RowScratch(int64_t seq_len)
-      : chosen(seq_len), candidates(seq_len), word_begin(seq_len), word_length(seq_len), order(seq_len) {}
-  std::vector<uint8_t> chosen;      // [seq_len], 1 where the row predicts
+      : chosen((seq_len + 63) / 64), picked(seq_len), candidates(seq_len), word_begin(seq_len), word_length(seq_len),
+        order(seq_len), decisions(seq_len) {}
+  std::vector<uint64_t> chosen;     // a bit per position, set where the row predicts
+  std::vector<int32_t> picked;      // the chosen positions, ascending
   std::vector<int32_t> candidates;  // positions of the candidate tokens, ascending
   std::vector<int32_t> word_begin;  // whole-word mode: first position of each word
   std::vector<int32_t> word_length;
   std::vector<int32_t> order;       // whole-word mode: the random visiting order of the words
+  std::vector<float> decisions;     // one uniform draw per chosen position: [MASK], random id or keep
 };
 
 class MaskTokensOp : public OpKernel {
@@ -127,8 +122,6 @@ class MaskTokensOp : public OpKernel {
     OP_REQUIRES(ctx, seq_len <= (int64_t{1} << 31) - 1,
                 absl::InvalidArgumentError(absl::StrCat("seq_len ", seq_len, " does not fit int32 positions")));
     const int32_t* in = token_ids.flat<int32_t>().data();
-    OP_REQUIRES_OK(ctx, CheckIdsInRange(in, batch, seq_len));
-
     Tensor* input_word_ids = nullptr;
     Tensor* positions = nullptr;
     Tensor* masked_ids = nullptr;
@@ -151,9 +144,10 @@ class MaskTokensOp : public OpKernel {
     RowScratch scratch(seq_len);
     for (int64_t r = 0; r < batch; ++r) {
       const int64_t offset = r * seq_len;
+      OP_REQUIRES_OK(ctx, CheckRowInRange(in + offset, r, seq_len));  // while the row is in cache
       RowRandom random(key, counter, r);
       SelectPositions(in + offset, word_starts ? word_starts + offset : nullptr, seq_len, &random, &scratch);
-      WriteRow(in + offset, scratch.chosen.data(), seq_len, &random, out + offset,
+      WriteRow(in + offset, seq_len, &random, &scratch, out + offset,
                out_positions + r * max_predictions_, out_ids + r * max_predictions_,
                out_weights + r * max_predictions_);
     }
@@ -165,15 +159,15 @@ class MaskTokensOp : public OpKernel {
                 absl::InvalidArgumentError(absl::StrCat(name, " must be in [0, 1], got ", value)));
   }
 
-  // A branch-free scan first; the slow search for the culprit only runs when there is one.
-  absl::Status CheckIdsInRange(const int32_t* ids, int64_t batch, int64_t seq_len) const {
+  // A vectorized scan of one row first; the slow search for the culprit only runs when there is one.
+  absl::Status CheckRowInRange(const int32_t* ids, int64_t row, int64_t seq_len) const {
     const uint32_t limit = static_cast<uint32_t>(vocab_size_);
-    bool any_bad = false;
-    for (int64_t i = 0; i < batch * seq_len; ++i) any_bad |= static_cast<uint32_t>(ids[i]) >= limit;
-    if (!any_bad) return absl::OkStatus();
-    for (int64_t i = 0;; ++i) {
-      if (static_cast<uint32_t>(ids[i]) >= limit) {
-        return absl::InvalidArgumentError(absl::StrCat("token_ids[", i / seq_len, ", ", i % seq_len, "] = ", ids[i],
+    uint32_t num_bad = 0;  // a count (< 2^31 per row), not a bool, so that the compiler vectorizes the scan
+    for (int64_t j = 0; j < seq_len; ++j) num_bad += static_cast<uint32_t>(ids[j]) >= limit ? 1u : 0u;
+    if (num_bad == 0) return absl::OkStatus();
+    for (int64_t j = 0;; ++j) {
+      if (static_cast<uint32_t>(ids[j]) >= limit) {
+        return absl::InvalidArgumentError(absl::StrCat("token_ids[", row, ", ", j, "] = ", ids[j],
                                                        " is outside [0, vocab_size=", vocab_size_, ")"));
       }
     }
@@ -186,10 +180,12 @@ class MaskTokensOp : public OpKernel {
     return std::min<int64_t>(max_predictions_, std::max<int64_t>(1, static_cast<int64_t>(wanted)));
   }
 
+  static void Choose(int64_t position, uint64_t* chosen) { chosen[position >> 6] |= uint64_t{1} << (position & 63); }
+
   // Marks in `scratch->chosen` the positions to predict in one row.
   void SelectPositions(const int32_t* ids, const bool* word_starts, int64_t seq_len, RowRandom* random,
                        RowScratch* scratch) const {
-    std::fill(scratch->chosen.begin(), scratch->chosen.end(), 0);
+    std::fill(scratch->chosen.begin(), scratch->chosen.end(), uint64_t{0});
     int32_t* candidates = scratch->candidates.data();
     int64_t num_candidates = 0;
     for (int64_t j = 0; j < seq_len; ++j) {  // branch-free compaction of the candidate positions
@@ -202,7 +198,7 @@ class MaskTokensOp : public OpKernel {
       for (int64_t i = 0; i < wanted; ++i) {  // partial Fisher-Yates: a uniform subset of size `wanted`
         const int64_t pick = i + random->Uniform(num_candidates - i);
         std::swap(candidates[i], candidates[pick]);
-        scratch->chosen[candidates[i]] = 1;
+        Choose(candidates[i], scratch->chosen.data());
       }
       return;
     }
@@ -228,36 +224,43 @@ class MaskTokensOp : public OpKernel {
       const int32_t word = order[w];
       const int64_t next = total + word_length[word];
       if (next <= max_predictions_ && std::llabs(next - wanted) < wanted - total) {
-        std::fill_n(scratch->chosen.begin() + word_begin[word], word_length[word], 1);
+        for (int32_t k = 0; k < word_length[word]; ++k) Choose(word_begin[word] + k, scratch->chosen.data());
         total = next;
       }
     }
   }
 
   // Applies [MASK] / random id / keep to the chosen positions, in ascending order, and writes the
-  // row's outputs.
-  void WriteRow(const int32_t* ids, const uint8_t* chosen, int64_t seq_len, RowRandom* random, int32_t* out,
+  // row's outputs. The chosen positions come from the bitset's set bits (a few per word, not a scan of
+  // every position); choosing between [MASK] and the rest is branch-free.
+  void WriteRow(const int32_t* ids, int64_t seq_len, RowRandom* random, RowScratch* scratch, int32_t* out,
                 int32_t* out_positions, int32_t* out_ids, float* out_weights) const {
-    std::copy(ids, ids + seq_len, out);
+    int32_t* picked = scratch->picked.data();
     int64_t count = 0;
-    for (int64_t position = 0; position < seq_len; ++position) {
-      if (!chosen[position]) continue;
-      const float u = random->UniformFloat();
-      if (u < mask_prob_) {
-        out[position] = static_cast<int32_t>(mask_token_id_);
-      } else if (u < mask_prob_ + random_prob_) {
-        out[position] = RandomReplacement(random);
+    for (size_t word = 0; word < scratch->chosen.size(); ++word) {
+      for (uint64_t bits = scratch->chosen[word]; bits != 0; bits &= bits - 1) {
+        picked[count++] = static_cast<int32_t>(word * 64 + __builtin_ctzll(bits));
       }
-      out_positions[count] = static_cast<int32_t>(position);
-      out_ids[count] = ids[position];
-      out_weights[count] = 1.0f;
-      ++count;
     }
-    for (int64_t i = count; i < max_predictions_; ++i) {
-      out_positions[i] = 0;
-      out_ids[i] = 0;
-      out_weights[i] = 0.0f;
+    std::copy(ids, ids + seq_len, out);
+    float* decisions = scratch->decisions.data();
+    random->UniformFloats(count, decisions);
+    const float mask_or_random = mask_prob_ + random_prob_;
+    const int32_t mask_id = static_cast<int32_t>(mask_token_id_);
+    for (int64_t i = 0; i < count; ++i) {
+      const int32_t position = picked[i];
+      const int32_t original = ids[position];
+      const float u = decisions[i];
+      int32_t kept_or_random = original;
+      if (u >= mask_prob_ && u < mask_or_random) kept_or_random = RandomReplacement(random);
+      out[position] = u < mask_prob_ ? mask_id : kept_or_random;
+      out_positions[i] = position;
+      out_ids[i] = original;
+      out_weights[i] = 1.0f;
     }
+    std::fill(out_positions + count, out_positions + max_predictions_, 0);
+    std::fill(out_ids + count, out_ids + max_predictions_, 0);
+    std::fill(out_weights + count, out_weights + max_predictions_, 0.0f);
   }
 
   // A uniform id among the non-excluded ones: the r-th allowed id, found by stepping over the sorted
