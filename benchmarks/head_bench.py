@@ -94,7 +94,9 @@ def child(n, d, backend, repeats):
         tf_peak = (tf.config.experimental.get_memory_info("CPU:0")["peak"] - tf_before) / 2**20
     except (ValueError, RuntimeError, KeyError, TypeError):
         tf_peak = None
-    print(json.dumps({"durations": durations, "held_mb": held_mb, "tf_peak_mb": tf_peak}))
+    from research.core.memory_profile import peak_live_tensor_bytes
+    live_mb = peak_live_tensor_bytes(run_once) / 2**20  # one more step, profiled
+    print(json.dumps({"durations": durations, "held_mb": held_mb, "tf_peak_mb": tf_peak, "live_mb": live_mb}))
 
 
 def measure(n, d, backend, repeats):
@@ -135,32 +137,35 @@ def main():
     print(f"V = {VOCAB}; forward + backward of sum(loss) / sum(weights), float32, all weights 1; "
           f"{args.rounds} alternating rounds of {args.repeats} steps per backend")
     print(f"{'N':>6} {'D':>4} {'backend':>10} {'median s':>9} {'best s':>7} {'held MB':>8} {'TF peak MB':>10} "
-          f"{'logits MB':>9} {'speed-up':>8}")
+          f"{'live MB':>8} {'logits MB':>9} {'speed-up':>8}")
     for n, d in configs:
-        results = {backend: {"durations": [], "held_mb": [], "tf_peak_mb": [], "error": None} for backend in backends}
+        results = {backend: {"durations": [], "held_mb": [], "tf_peak_mb": [], "live_mb": [], "error": None}
+                   for backend in backends}
         for _ in range(args.rounds):  # alternating processes: the host's speed drifts
             for backend in backends:
                 result = measure(n, d, backend, args.repeats)
                 if isinstance(result, str):
                     results[backend]["error"] = result
                     continue
-                for key in ("durations", "held_mb", "tf_peak_mb"):
+                for key in ("durations", "held_mb", "tf_peak_mb", "live_mb"):
                     value = result[key]
                     results[backend][key] += value if isinstance(value, list) else ([] if value is None else [value])
         medians = {b: statistics.median(r["durations"]) for b, r in results.items() if r["durations"]}
         for backend, result in results.items():
             if backend not in medians:
                 print(f"{n:>6} {d:>4} {backend:>10} failed: {result['error']}")
-                rows.append((n, d, backend, None, None, None, None, result["error"]))
+                rows.append((n, d, backend, None, None, None, None, None, result["error"]))
                 continue
             median, best = medians[backend], min(result["durations"])
             held = max(result["held_mb"]) if result["held_mb"] else None
             tf_peak = max(result["tf_peak_mb"]) if result["tf_peak_mb"] else None
+            live = max(result["live_mb"]) if result["live_mb"] else None
             speedup = medians["reference"] / median if "reference" in medians else None
             fmt = lambda x, spec: "n/a" if x is None else format(x, spec)  # noqa: E731
             print(f"{n:>6} {d:>4} {backend:>10} {median:>9.3f} {best:>7.3f} {fmt(held, '.0f'):>8} "
-                  f"{fmt(tf_peak, '.0f'):>10} {n * VOCAB * 4 / 2**20:>9.0f} {fmt(speedup, '.2f'):>8}", flush=True)
-            rows.append((n, d, backend, median, best, held, tf_peak, None))
+                  f"{fmt(tf_peak, '.0f'):>10} {fmt(live, '.0f'):>8} {n * VOCAB * 4 / 2**20:>9.0f} "
+                  f"{fmt(speedup, '.2f'):>8}", flush=True)
+            rows.append((n, d, backend, median, best, held, tf_peak, live, None))
 
     if args.write_results:
         lines = [f"Machine: {_report.machine_description()}.", "",
@@ -171,22 +176,27 @@ def main():
                  "/proc/self/clear_refs before the first step; one subprocess per configuration and round, rounds "
                  f"alternating between backends ({args.rounds} rounds), the largest figure kept). *TF peak* is "
                  "TensorFlow's CPU allocator peak over the same steps (`tf.config.experimental.get_memory_info`, "
-                 "after `reset_memory_stats`), above the inputs; it leaves out oneDNN's own buffers. "
+                 "after `reset_memory_stats`), above the inputs; it leaves out oneDNN's own buffers and counts whole "
+                 "allocator chunks, so it moves with what ran before. *Live* is the largest sum of the tensors "
+                 "alive at once during one more (profiled) step, by their requested sizes "
+                 "(research/core/memory_profile.py): what the step itself needs. "
                  "*Logits* is the size of the reference's [N, V] float32 logits. "
                  "Model Garden's MaskedLM: not measured (`official` is not installed).", "",
-                 "| N | D | backend | median s | best s | held MB | TF peak MB | logits MB | speed-up vs reference |",
-                 "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+                 "| N | D | backend | median s | best s | held MB | TF peak MB | live MB | logits MB | "
+                 "speed-up vs reference |",
+                 "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
         reference = {(n, d): median for n, d, backend, median, *_ in rows if backend == "reference" and median}
-        for n, d, backend, median, best, held, tf_peak, error in rows:
+        for n, d, backend, median, best, held, tf_peak, live, error in rows:
             if median is None:
-                lines.append(f"| {n} | {d} | {backend} | failed: {error} | | | | | |")
+                lines.append(f"| {n} | {d} | {backend} | failed: {error} | | | | | | |")
                 continue
             ref = reference.get((n, d))
             speedup = f"{ref / median:.2f}x" if ref else "n/a"
             held_text = "n/a" if held is None else f"{held:.0f}"
             tf_text = "n/a" if tf_peak is None else f"{tf_peak:.0f}"
+            live_text = "n/a" if live is None else f"{live:.0f}"
             lines.append(f"| {n} | {d} | {backend} | {median:.3f} | {best:.3f} | {held_text} | {tf_text} | "
-                         f"{n * VOCAB * 4 / 2**20:.0f} | {speedup} |")
+                         f"{live_text} | {n * VOCAB * 4 / 2**20:.0f} | {speedup} |")
         _report.write_section(TITLE, "\n".join(lines))
         print(f"wrote the '{TITLE}' section of {_report.RESULTS}")
 

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from research import ops
+from research.core.memory_profile import peak_live_tensor_bytes
 from research.ops._loader import LIBRARY
 
 BACKENDS = ["native", "reference"]
@@ -257,46 +258,6 @@ def test_xla_uses_the_reference():
 
     with pytest.raises(ValueError, match="XLA"):
         native(*[tf.constant(x) for x in inputs[:3]])
-
-
-def peak_live_tensor_bytes(fn):
-    """The largest sum of requested bytes of TensorFlow tensors alive at once while `fn` runs, from the
-    profiler's allocation events (unlike the allocator's peak, it does not depend on how earlier tests
-    left the allocator's free chunks)."""
-    import glob
-    import tempfile
-
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    logdir = tempfile.mkdtemp()
-    tf.profiler.experimental.start(logdir, options=tf.profiler.experimental.ProfilerOptions(host_tracer_level=3))
-    try:
-        fn()
-    finally:
-        tf.profiler.experimental.stop()
-    space = xplane_pb2.XSpace()
-    with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as file:
-        space.ParseFromString(file.read())
-    events = []
-    for plane in space.planes:
-        names = {key: meta.name for key, meta in plane.stat_metadata.items()}
-        for line in plane.lines:
-            for event in line.events:
-                kind = plane.event_metadata[event.metadata_id].name
-                if kind in ("MemoryAllocation", "MemoryDeallocation"):
-                    stats = {names[s.metadata_id]: s.uint64_value or s.int64_value for s in event.stats}
-                    events.append((line.timestamp_ns * 1000 + event.offset_ps, kind, stats["addr"],
-                                   stats.get("requested_bytes", 0)))
-    live, current, peak = {}, 0, 0
-    for _, kind, address, size in sorted(events):
-        if kind == "MemoryAllocation":
-            live[address] = size
-            current += size
-            peak = max(peak, current)
-        else:
-            current -= live.pop(address, 0)
-    assert events, "the profiler recorded no allocations"
-    return peak
 
 
 def test_native_training_step_holds_only_its_gradients_one_chunk_and_one_table_slice():

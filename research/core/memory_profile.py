@@ -1,0 +1,54 @@
+"""The peak of memory held by TensorFlow tensors alive at once while a function runs.
+
+TensorFlow's allocator statistics (`tf.config.experimental.get_memory_info`) count whole allocator
+chunks, and which free chunk a request lands in depends on what ran before, so the same step can
+report peaks tens of megabytes apart. The profiler's allocation events carry each tensor's requested
+size, which gives the memory a computation itself needs, independent of that history.
+"""
+import glob
+import tempfile
+
+import tensorflow as tf
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+_ALLOCATION, _DEALLOCATION = "MemoryAllocation", "MemoryDeallocation"
+
+
+def peak_live_tensor_bytes(fn) -> int:
+    """Runs `fn()` under the profiler; returns the largest sum of requested bytes alive at once.
+
+    Only allocations made while `fn` runs count: tensors that already exist are left out.
+    """
+    logdir = tempfile.mkdtemp(prefix="memory_profile_")
+    tf.profiler.experimental.start(logdir, options=tf.profiler.experimental.ProfilerOptions(host_tracer_level=3))
+    try:
+        fn()
+    finally:
+        tf.profiler.experimental.stop()
+    paths = glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)
+    if not paths:
+        raise RuntimeError(f"the profiler wrote no trace under {logdir}")
+    space = xplane_pb2.XSpace()
+    with open(paths[0], "rb") as file:
+        space.ParseFromString(file.read())
+    events = []
+    for plane in space.planes:
+        stat_names = {key: meta.name for key, meta in plane.stat_metadata.items()}
+        for line in plane.lines:
+            for event in line.events:
+                kind = plane.event_metadata[event.metadata_id].name
+                if kind in (_ALLOCATION, _DEALLOCATION):
+                    stats = {stat_names[s.metadata_id]: s.uint64_value or s.int64_value for s in event.stats}
+                    events.append((line.timestamp_ns * 1000 + event.offset_ps, kind == _ALLOCATION, stats["addr"],
+                                   stats.get("requested_bytes", 0)))
+    if not events:
+        raise RuntimeError("the profiler recorded no allocation events")
+    live, current, peak = {}, 0, 0
+    for _, allocation, address, size in sorted(events):
+        if allocation:
+            live[address] = size
+            current += size
+            peak = max(peak, current)
+        else:
+            current -= live.pop(address, 0)
+    return peak
