@@ -154,6 +154,7 @@ def _chunked(library, hidden, table, bias, labels, weights, rows, matmul_dtype, 
     hidden_a = tf.cond(all_active, lambda: hidden, lambda: tf.gather(hidden, active))
     labels_a, weights_a = tf.gather(labels, active), tf.gather(weights, active)
     num_chunks = (num_active + rows - 1) // rows
+    rows = (num_active + tf.maximum(num_chunks, 1) - 1) // tf.maximum(num_chunks, 1)  # equal chunks, no small tail
     slices = _vocabulary_slices(table)
     table_mm = tf.cast(table, matmul_dtype)
     hidden_mm = tf.cast(hidden_a, matmul_dtype)
