@@ -180,12 +180,31 @@ class BertEmbeddings(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="research")
+def _attend_with_dropout(probs, value, rate, seed, backend):
+    """matmul(dropout(probs), value), whose backward pass regenerates the dropped probabilities from
+    `probs` and the seed instead of keeping them: one [batch, heads, seq_len, seq_len] tensor less held
+    per layer between the forward and the backward pass, for one more dropout pass."""
+    @tf.custom_gradient
+    def attend(probs, value):
+        context = tf.matmul(ops.dropout(probs, rate, seed, backend=backend), value)
+
+        def grad(d_context):
+            with tf.control_dependencies([d_context]):  # else Grappler merges it with the forward's dropout
+                dropped = ops.dropout(probs, rate, seed, backend=backend)
+            d_probs = ops.dropout(tf.matmul(d_context, value, transpose_b=True), rate, seed, backend=backend)
+            return d_probs, tf.matmul(dropped, d_context, transpose_a=True)
+
+        return context, grad
+
+    return attend(probs, value)
+
+
 class SelfAttention(keras.layers.Layer):
     """Multi-head self-attention with one fused Q/K/V projection [hidden, 3 * hidden].
 
     call(x [batch, seq_len, hidden], input_mask int32 [batch, seq_len]) -> [batch, seq_len, hidden].
-    Scores are computed in the compute dtype; the scaling, the padding bias and the softmax are in
-    float32. (The mask goes in as int: Keras casts float arguments of a layer to its compute dtype.)
+    Scores are computed in the compute dtype from the query scaled by 1 / sqrt(head size); the padding
+    bias and the softmax are in float32. (The mask goes in as int: Keras casts float arguments of a layer to its compute dtype.)
     """
 
     def __init__(self, hidden_size, num_heads, dropout_rate=0.1, initializer=None, **kwargs):
@@ -215,10 +234,19 @@ class SelfAttention(keras.layers.Layer):
         # "bqnd,bknd->bnqk" / "bnqk,bknd->bqnd", which transpose on every call and in their gradients.
         qkv = tf.reshape(self.qkv(x), [batch, seq_len, 3, self.num_heads, self.head_size])
         query, key, value = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))  # each [batch, heads, seq_len, size]
+        # Scaling the query rather than the scores: half the multiplies, and no constant multiply after the
+        # softmax in the backward pass, which Grappler's constant folding would otherwise move into the
+        # forward pass as one more [batch, heads, seq_len, seq_len] tensor held until the backward pass.
+        query = query * tf.cast(1.0 / math.sqrt(self.head_size), query.dtype)
         scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32)  # [batch, heads, query, key]
-        scores = scores * (1.0 / math.sqrt(self.head_size)) + attention_bias(input_mask)
-        probs = self.dropout(tf.cast(tf.nn.softmax(scores, axis=-1), value.dtype), training=training)
-        context = tf.transpose(tf.matmul(probs, value), [0, 2, 1, 3])  # [batch, seq_len, heads, size]
+        scores = scores + attention_bias(input_mask)
+        probs = tf.cast(tf.nn.softmax(scores, axis=-1), value.dtype)
+        if training and self.dropout.rate > 0:
+            context = _attend_with_dropout(probs, value, self.dropout.rate, self.dropout.seed_generator.next(),
+                                           self.dropout.backend)
+        else:
+            context = tf.matmul(probs, value)
+        context = tf.transpose(context, [0, 2, 1, 3])  # [batch, seq_len, heads, size]
         return self.output_dense(tf.reshape(context, [batch, seq_len, self.hidden_size]))
 
     def get_config(self):

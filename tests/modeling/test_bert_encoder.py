@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from research import ops
 from research.modeling import BertEncoder, layers
 from modeling_helpers import HIDDEN, SEQ_LEN, VOCAB, encoder_inputs, tiny_encoder
 
@@ -142,3 +143,24 @@ def test_self_attention_matches_a_numpy_computation():
     probs /= probs.sum(-1, keepdims=True)
     context = (probs @ value).transpose(0, 2, 1, 3).reshape(batch, seq_len, hidden)
     np.testing.assert_allclose(output, context @ out_kernel + out_bias, rtol=1e-4, atol=1e-5)
+
+
+def test_attention_dropout_recomputed_in_backward_matches_plain_autodiff():
+    """The attention core regenerates its dropped probabilities in the backward pass: its values and
+    gradients equal those of matmul(dropout(probs), value) differentiated as written, mask for mask."""
+    rng = np.random.RandomState(5)
+    probs = tf.constant(rng.rand(2, 3, 6, 6).astype(np.float32))
+    value = tf.constant(rng.randn(2, 3, 6, 4).astype(np.float32))
+    upstream = tf.constant(rng.randn(2, 3, 6, 4).astype(np.float32))
+    seed = tf.constant([7, 11], tf.int64)
+    results = []
+    for attend in (lambda p, v: layers._attend_with_dropout(p, v, 0.3, seed, "auto"),
+                   lambda p, v: tf.matmul(ops.dropout(p, 0.3, seed), v)):
+        with tf.GradientTape() as tape:
+            tape.watch([probs, value])
+            context = attend(probs, value)
+            total = tf.reduce_sum(context * upstream)
+        results.append([context] + tape.gradient(total, [probs, value]))
+    for ours, plain in zip(*results):
+        np.testing.assert_allclose(ours.numpy(), plain.numpy(), rtol=1e-6, atol=1e-6)
+    assert np.mean(results[0][1].numpy() == 0) > 0.1  # the mask really drops entries of the gradient
