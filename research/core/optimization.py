@@ -256,6 +256,7 @@ class _ResearchOptimizerMixin:
             if dp_seed is None:
                 dp_seed = random.SystemRandom().randrange(2**31)
         self.dp_seed = dp_seed
+        self._decay_waits_for = []  # set by _clip_gradients for the _apply_weight_decay that follows it
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Add variables, and regexes searched (case-insensitively) in variable paths, to the exclusions.
@@ -282,13 +283,19 @@ class _ResearchOptimizerMixin:
 
     def _clip_gradients(self, grads):
         """Keras' global-norm clipping with the norm from fused L2Loss ops (one read per gradient, where
-        Keras' square-then-sum writes a squared copy of every gradient first); other clippings are Keras'."""
+        Keras' square-then-sum writes a squared copy of every gradient first); other clippings are Keras'.
+
+        Keras calls it just before the weight decay; the gradients it returns are what the decay waits for.
+        """
         if not (self.global_clipnorm and self.global_clipnorm > 0) or (self.clipnorm and self.clipnorm > 0):
-            return super()._clip_gradients(grads)
-        norm = tf.linalg.global_norm([g for g in grads if g is not None])
-        # Keras' formula: min(1, clip / norm), and NaN when the norm is not finite.
-        scale = self.global_clipnorm * tf.minimum(1.0 / norm, 1.0 / self.global_clipnorm) + (norm - norm)
-        return [None if g is None else _scale_gradient(g, scale) for g in grads]
+            grads = super()._clip_gradients(grads)
+        else:
+            norm = tf.linalg.global_norm([g for g in grads if g is not None])
+            # Keras' formula: min(1, clip / norm), and NaN when the norm is not finite.
+            scale = self.global_clipnorm * tf.minimum(1.0 / norm, 1.0 / self.global_clipnorm) + (norm - norm)
+            grads = [None if g is None else _scale_gradient(g, scale) for g in grads]
+        self._decay_waits_for = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads if g is not None]
+        return grads
 
     def _apply_weight_decay(self, variables):
         """Keras' decoupled decay `var -= var * rate * lr`, with rate * lr multiplied first: one pass over each
@@ -298,8 +305,12 @@ class _ResearchOptimizerMixin:
 
         def decay(variable):
             if self._use_weight_decay(variable):
-                factor = tf.cast(self.weight_decay, variable.dtype) * tf.cast(self.learning_rate, variable.dtype)
-                variable.assign_sub(variable * factor)
+                # Not before the gradients exist: the decay depends on no gradient, so the executor would
+                # otherwise run it during the forward pass, while the step still holds the weights' values
+                # for its backward pass, and every decayed variable would be copied (copy-on-write).
+                with tf.control_dependencies(self._decay_waits_for):
+                    factor = tf.cast(self.weight_decay, variable.dtype) * tf.cast(self.learning_rate, variable.dtype)
+                    variable.assign_sub(variable * factor)
 
         def distributed_decay(distribution, variables):
             for variable in variables:
