@@ -191,7 +191,8 @@ def _chunked(library, hidden, table, bias, labels, weights, rows, matmul_dtype, 
 
     loop_vars = [tf.constant(0), array(tf.float32), array(tf.int32)]
     if gradients:
-        d_table = _zeros([vocab_size, width])
+        with tf.control_dependencies([hidden]):  # not before the head runs: nothing else orders it
+            d_table = _zeros([vocab_size, width])
         with tf.control_dependencies([d_table]):  # the larger first: the allocator then wastes less
             d_hidden = _zeros([num_active, width])
         loop_vars += [d_hidden, d_table, tf.zeros_like(bias)]
