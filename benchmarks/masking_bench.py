@@ -156,8 +156,9 @@ def main(argv):
                               "tensorflow_text. Steady rates: one iterator per implementation, batches pulled by "
                               "a traced loop, runs of about "
                               f"{_SECONDS.value:g} s after a warm-up ({_REPEATS.value} runs). The *no masking* row "
-                              "is the same pipeline with a map that masks nothing: no masking kernel can beat it. The *op alone* "
-                              "rows call the op in a traced loop without tf.data (their ratio is native op / this)."
+                              "is the same pipeline with a map that masks nothing: no masking kernel can beat it. "
+                              "The *op alone* rows call the op in a traced loop without tf.data (their ratio is "
+                              "native op / this)."
                               f"\n\n{table}")
 
 

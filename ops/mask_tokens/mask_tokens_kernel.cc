@@ -26,8 +26,7 @@ using ::tensorflow::TensorShape;
 // 64-bit draw, against about twenty for TensorFlow's Philox, which was a quarter of the kernel's time.
 class RowRandom {
  public:
-  RowRandom(uint64_t key, uint64_t counter, int64_t row)
-      : stream_(SplitMix64(SplitMix64(SplitMix64(key).Next() ^ counter).Next() ^ static_cast<uint64_t>(row)).Next()) {}
+  RowRandom(uint64_t key, uint64_t counter, int64_t row) : stream_(StartingState(key, counter, row)) {}
 
   // Uniform in [0, n) for n <= 2^32, by multiply-shift of 32 random bits.
   int64_t Uniform(int64_t n) {
@@ -40,14 +39,22 @@ class RowRandom {
   }
 
  private:
+  // Each seed word and the row index pass through the mixer in turn: neighbouring seeds (a new one per
+  // step) and neighbouring rows start at unrelated points of the sequence.
+  static uint64_t StartingState(uint64_t key, uint64_t counter, int64_t row) {
+    const uint64_t keyed = SplitMix64(key).Next();
+    const uint64_t stepped = SplitMix64(keyed ^ counter).Next();
+    return SplitMix64(stepped ^ static_cast<uint64_t>(row)).Next();
+  }
+
   SplitMix64 stream_;
 };
 
 // Per-row working memory, allocated once per call.
 struct RowScratch {
   explicit RowScratch(int64_t seq_len)
-      : chosen((seq_len + 63) / 64), picked(seq_len), candidates(seq_len), word_begin(seq_len), word_length(seq_len),
-        order(seq_len), decisions(seq_len) {}
+      : chosen((seq_len + 63) / 64), picked(seq_len), candidates(seq_len), word_begin(seq_len),
+        word_length(seq_len), order(seq_len), decisions(seq_len) {}
   std::vector<uint64_t> chosen;     // a bit per position, set where the row predicts
   std::vector<int32_t> picked;      // the chosen positions, ascending
   std::vector<int32_t> candidates;  // positions of the candidate tokens, ascending

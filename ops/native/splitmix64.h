@@ -1,6 +1,7 @@
 // SplitMix64: the tiny PRNG shared, bit for bit, by the C++ packer and its Python twin
 // (research/data/packing.py). Both sides must draw the same numbers in the same order, so every
 // derived draw (Below, Uniform, Coin) is defined here once and mirrored exactly in Python.
+// The masking kernel (ops/mask_tokens) draws its per-row streams from it too.
 #ifndef RESEARCH_OPS_NATIVE_SPLITMIX64_H_
 #define RESEARCH_OPS_NATIVE_SPLITMIX64_H_
 
