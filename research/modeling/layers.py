@@ -179,7 +179,6 @@ class BertEmbeddings(keras.layers.Layer):
         return config
 
 
-@keras.saving.register_keras_serializable(package="research")
 def _attend_with_dropout(probs, value, rate, seed, backend):
     """matmul(dropout(probs), value), whose backward pass regenerates the dropped probabilities from
     `probs` and the seed instead of keeping them: one [batch, heads, seq_len, seq_len] tensor less held
@@ -199,6 +198,7 @@ def _attend_with_dropout(probs, value, rate, seed, backend):
     return attend(probs, value)
 
 
+@keras.saving.register_keras_serializable(package="research")
 class SelfAttention(keras.layers.Layer):
     """Multi-head self-attention with one fused Q/K/V projection [hidden, 3 * hidden].
 

@@ -164,3 +164,9 @@ def test_attention_dropout_recomputed_in_backward_matches_plain_autodiff():
     for ours, plain in zip(*results):
         np.testing.assert_allclose(ours.numpy(), plain.numpy(), rtol=1e-6, atol=1e-6)
     assert np.mean(results[0][1].numpy() == 0) > 0.1  # the mask really drops entries of the gradient
+
+
+@pytest.mark.parametrize("name", ["Dropout", "LayerNormalization", "BertEmbeddings", "SelfAttention",
+                                  "TransformerBlock"])
+def test_layers_are_registered_for_keras_serialization(name):
+    assert keras.saving.get_registered_object(f"research>{name}") is getattr(layers, name)
