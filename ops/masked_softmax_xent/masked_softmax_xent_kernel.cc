@@ -1,12 +1,14 @@
 // CPU kernel of Research>SoftmaxXentChunk: the element-wise part of the fused masked-LM head.
 //
 // research/ops/masked_lm_loss.py walks the rows with a non-zero weight in chunks of R rows; for each
-// chunk TensorFlow computes logits = H_c E^T (oneDNN), this kernel turns them, row by row, into the
-// loss, the first argmax and (training) G = w (softmax - onehot) in place, plus G's column sums (the
-// bias gradient), and TensorFlow again computes dH_c = G E and dE += G^T H_c. Per row, three passes
-// over V floats that stay in the L2 cache: max (and argmax) of logits + bias; exp(logits + bias - max)
-// stored and summed; scale by w / sum and add into this thread's column sums. Rows are split over the
-// intra-op threads, each with its own column-sum row, summed at the end.
+// chunk TensorFlow computes the transposed logits L = E H_c^T ([V, R], oneDNN), this kernel turns them
+// into each column's loss, first argmax and (training) G^T = w (softmax - onehot) in place, plus G^T's
+// row sums (the bias gradient), and TensorFlow again computes dH_c = G E and dE += G^T H_c (an
+// untransposed product that oneDNN accumulates in place). The softmax runs down the columns of L, so
+// every pass is vectorized across the R columns of a vocabulary row: (A) each column's max and argmax
+// of L + bias, (B) exp(L + bias - max) stored and summed per column, (C) scaling by w / sum and summing
+// each vocabulary row. The vocabulary rows are split over the intra-op threads in every pass; the
+// per-thread column statistics are merged between passes.
 // The passes have AVX-512 versions chosen at run time (the library itself is compiled for baseline
 // x86-64; other CPUs get scalar loops).
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <vector>
 
 #include <immintrin.h>
 
@@ -32,39 +35,41 @@ using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 
-// ---- element-wise row passes --------------------------------------------------------------------
+// ---- element-wise passes over one vocabulary row of R columns ----------------------------------
 
-struct RowMax {
-  float value;
-  int64_t index;  // the lowest index holding `value`
-};
-
-RowMax MaxBiasScalar(const float* x, const float* bias, int64_t n) {
-  RowMax best{-std::numeric_limits<float>::infinity(), 0};
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i] + bias[i];
-    if (v > best.value) best = {v, i};
+// best[c], best_index[c] = value and index of the first maximum of x[c] + b over the rows seen so far.
+void RowMaxScalar(const float* x, float b, int32_t row, float* best, int32_t* best_index, int64_t r) {
+  for (int64_t c = 0; c < r; ++c) {
+    const float v = x[c] + b;
+    if (v > best[c]) {
+      best[c] = v;
+      best_index[c] = row;
+    }
   }
-  return best;
 }
 
-// Sum of exp(x + bias - max); stores the terms in out when out is not null (out may be x).
-float ExpSumBiasScalar(const float* x, const float* bias, int64_t n, float max, float* out) {
+// sums[c] += exp(x[c] + b - max[c]); the terms are stored in out when out is not null (out may be x).
+void RowExpSumScalar(const float* x, float b, const float* max, float* sums, float* out, int64_t r) {
+  for (int64_t c = 0; c < r; ++c) {
+    const float e = std::exp((x[c] + b) - max[c]);
+    if (out) out[c] = e;
+    sums[c] += e;
+  }
+}
+
+// g[c] *= scale[c]; returns the sum of the scaled row.
+float RowScaleSumScalar(float* g, const float* scale, int64_t r) {
   double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float e = std::exp((x[i] + bias[i]) - max);
-    if (out) out[i] = e;
-    sum += e;
+  for (int64_t c = 0; c < r; ++c) {
+    g[c] *= scale[c];
+    sum += g[c];
   }
   return static_cast<float>(sum);
 }
 
-// x *= scale; column_sums += x.
-void ScaleAccumulateScalar(float* x, float* column_sums, int64_t n, float scale) {
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] *= scale;
-    column_sums[i] += x[i];
-  }
+// out[c] = exp(a[c] - b[c]).
+void ExpDifferenceScalar(const float* a, const float* b, float* out, int64_t r) {
+  for (int64_t c = 0; c < r; ++c) out[c] = std::exp(a[c] - b[c]);
 }
 
 #define RESEARCH_AVX512 __attribute__((target("avx512f")))
@@ -91,74 +96,48 @@ RESEARCH_AVX512 inline __mmask16 TailMask(int64_t remaining) {
   return remaining >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << remaining) - 1);
 }
 
-RESEARCH_AVX512 RowMax MaxBiasAvx512(const float* x, const float* bias, int64_t n) {
-  __m512 best = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  __m512i best_index = _mm512_setzero_si512();
-  __m512i index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512i step = _mm512_set1_epi32(16);
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512 v = _mm512_add_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(bias + i));
-    const __mmask16 greater = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
-    best = _mm512_mask_mov_ps(best, greater, v);
-    best_index = _mm512_mask_mov_epi32(best_index, greater, index);
-    index = _mm512_add_epi32(index, step);
+RESEARCH_AVX512 void RowMaxAvx512(const float* x, float b, int32_t row, float* best, int32_t* best_index,
+                                  int64_t r) {
+  const __m512 bias = _mm512_set1_ps(b);
+  const __m512i index = _mm512_set1_epi32(row);
+  for (int64_t c = 0; c < r; c += 16) {
+    const __mmask16 part = TailMask(r - c);
+    const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(part, x + c), bias);
+    const __m512 current = _mm512_maskz_loadu_ps(part, best + c);
+    const __mmask16 greater = _mm512_mask_cmp_ps_mask(part, v, current, _CMP_GT_OQ);
+    _mm512_mask_storeu_ps(best + c, greater, v);
+    _mm512_mask_storeu_epi32(best_index + c, greater, index);
   }
-  if (i < n) {
-    const __mmask16 tail = TailMask(n - i);
-    const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(tail, x + i), _mm512_maskz_loadu_ps(tail, bias + i));
-    const __mmask16 greater = _mm512_mask_cmp_ps_mask(tail, v, best, _CMP_GT_OQ);
-    best = _mm512_mask_mov_ps(best, greater, v);
-    best_index = _mm512_mask_mov_epi32(best_index, greater, index);
-  }
-  // Each lane kept the first index of its own maximum: the lowest among the lanes holding the
-  // overall maximum is the first index overall.
-  const float value = _mm512_reduce_max_ps(best);
-  const __mmask16 holders = _mm512_cmp_ps_mask(best, _mm512_set1_ps(value), _CMP_EQ_OQ);
-  const int32_t first = holders ? _mm512_mask_reduce_min_epi32(holders, best_index) : 0;
-  return {value, first};
 }
 
-RESEARCH_AVX512 float ExpSumBiasAvx512(const float* x, const float* bias, int64_t n, float max, float* out) {
-  const __m512 shift = _mm512_set1_ps(max);
-  __m512 sum0 = _mm512_setzero_ps();
-  __m512 sum1 = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m512 a0 = _mm512_add_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(bias + i));
-    const __m512 a1 = _mm512_add_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(bias + i + 16));
-    const __m512 e0 = Exp512(_mm512_sub_ps(a0, shift));
-    const __m512 e1 = Exp512(_mm512_sub_ps(a1, shift));
-    if (out) {
-      _mm512_storeu_ps(out + i, e0);
-      _mm512_storeu_ps(out + i + 16, e1);
-    }
-    sum0 = _mm512_add_ps(sum0, e0);
-    sum1 = _mm512_add_ps(sum1, e1);
+RESEARCH_AVX512 void RowExpSumAvx512(const float* x, float b, const float* max, float* sums, float* out,
+                                     int64_t r) {
+  const __m512 bias = _mm512_set1_ps(b);
+  for (int64_t c = 0; c < r; c += 16) {
+    const __mmask16 part = TailMask(r - c);
+    const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(part, x + c), bias);
+    const __m512 e = Exp512(_mm512_sub_ps(v, _mm512_maskz_loadu_ps(part, max + c)));
+    if (out) _mm512_mask_storeu_ps(out + c, part, e);
+    _mm512_mask_storeu_ps(sums + c, part, _mm512_add_ps(_mm512_maskz_loadu_ps(part, sums + c), e));
   }
-  for (; i < n; i += 16) {
-    const __mmask16 part = TailMask(n - i);
-    const __m512 a = _mm512_add_ps(_mm512_maskz_loadu_ps(part, x + i), _mm512_maskz_loadu_ps(part, bias + i));
-    const __m512 e = Exp512(_mm512_sub_ps(a, shift));
-    if (out) _mm512_mask_storeu_ps(out + i, part, e);
-    sum0 = _mm512_mask_add_ps(sum0, part, sum0, e);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1));
 }
 
-RESEARCH_AVX512 void ScaleAccumulateAvx512(float* x, float* column_sums, int64_t n, float scale) {
-  const __m512 s = _mm512_set1_ps(scale);
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512 g = _mm512_mul_ps(_mm512_loadu_ps(x + i), s);
-    _mm512_storeu_ps(x + i, g);
-    _mm512_storeu_ps(column_sums + i, _mm512_add_ps(_mm512_loadu_ps(column_sums + i), g));
+RESEARCH_AVX512 float RowScaleSumAvx512(float* g, const float* scale, int64_t r) {
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t c = 0; c < r; c += 16) {
+    const __mmask16 part = TailMask(r - c);
+    const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(part, g + c), _mm512_maskz_loadu_ps(part, scale + c));
+    _mm512_mask_storeu_ps(g + c, part, v);
+    sum = _mm512_add_ps(sum, v);
   }
-  if (i < n) {
-    const __mmask16 tail = TailMask(n - i);
-    const __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, x + i), s);
-    _mm512_mask_storeu_ps(x + i, tail, g);
-    _mm512_mask_storeu_ps(column_sums + i, tail, _mm512_add_ps(_mm512_maskz_loadu_ps(tail, column_sums + i), g));
+  return _mm512_reduce_add_ps(sum);
+}
+
+RESEARCH_AVX512 void ExpDifferenceAvx512(const float* a, const float* b, float* out, int64_t r) {
+  for (int64_t c = 0; c < r; c += 16) {
+    const __mmask16 part = TailMask(r - c);
+    const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(part, a + c), _mm512_maskz_loadu_ps(part, b + c));
+    _mm512_mask_storeu_ps(out + c, part, Exp512(d));
   }
 }
 
@@ -167,17 +146,49 @@ bool HasAvx512() {
   return has;
 }
 
-RowMax MaxBias(const float* x, const float* bias, int64_t n) {
-  return HasAvx512() ? MaxBiasAvx512(x, bias, n) : MaxBiasScalar(x, bias, n);
+void RowMax(const float* x, float b, int32_t row, float* best, int32_t* best_index, int64_t r) {
+  HasAvx512() ? RowMaxAvx512(x, b, row, best, best_index, r) : RowMaxScalar(x, b, row, best, best_index, r);
 }
-float ExpSumBias(const float* x, const float* bias, int64_t n, float max, float* out) {
-  return HasAvx512() ? ExpSumBiasAvx512(x, bias, n, max, out) : ExpSumBiasScalar(x, bias, n, max, out);
+void RowExpSum(const float* x, float b, const float* max, float* sums, float* out, int64_t r) {
+  HasAvx512() ? RowExpSumAvx512(x, b, max, sums, out, r) : RowExpSumScalar(x, b, max, sums, out, r);
 }
-void ScaleAccumulate(float* x, float* column_sums, int64_t n, float scale) {
-  HasAvx512() ? ScaleAccumulateAvx512(x, column_sums, n, scale) : ScaleAccumulateScalar(x, column_sums, n, scale);
+float RowScaleSum(float* g, const float* scale, int64_t r) {
+  return HasAvx512() ? RowScaleSumAvx512(g, scale, r) : RowScaleSumScalar(g, scale, r);
+}
+void ExpDifference(const float* a, const float* b, float* out, int64_t r) {
+  HasAvx512() ? ExpDifferenceAvx512(a, b, out, r) : ExpDifferenceScalar(a, b, out, r);
 }
 
+// Running column statistics of exp over vocabulary rows: the maxima, their first rows, and the sums
+// of exp(value - max).
+struct ColumnStats {
+  explicit ColumnStats(int64_t r)
+      : max(r, -std::numeric_limits<float>::infinity()), index(r, 0), sum(r, 0.0f), old_scale(r), new_scale(r) {}
+
+  // Folds in the statistics of later rows (a strictly larger maximum takes over the argmax).
+  void Merge(const ColumnStats& later) {
+    const int64_t r = static_cast<int64_t>(max.size());
+    std::vector<float> merged(r);
+    for (int64_t c = 0; c < r; ++c) merged[c] = std::max(max[c], later.max[c]);
+    ExpDifference(max.data(), merged.data(), old_scale.data(), r);
+    ExpDifference(later.max.data(), merged.data(), new_scale.data(), r);
+    for (int64_t c = 0; c < r; ++c) {
+      sum[c] = (sum[c] == 0.0f ? 0.0f : sum[c] * old_scale[c]) +
+               (later.sum[c] == 0.0f ? 0.0f : later.sum[c] * new_scale[c]);
+      if (later.max[c] > max[c]) index[c] = later.index[c];
+      max[c] = merged[c];
+    }
+  }
+
+  std::vector<float> max;
+  std::vector<int32_t> index;
+  std::vector<float> sum;
+  std::vector<float> old_scale, new_scale;  // scratch
+};
+
 // ---- the kernel -----------------------------------------------------------------------------------
+
+constexpr int64_t kBlockFloats = 48 * 1024;  // 192 KB of logits per block of vocabulary rows
 
 class SoftmaxXentChunkOp : public OpKernel {
  public:
@@ -192,22 +203,22 @@ class SoftmaxXentChunkOp : public OpKernel {
     const Tensor& weights = ctx->input(3);
     OP_REQUIRES(ctx, logits.dims() == 2 && bias.dims() == 1 && labels.dims() == 1 && weights.dims() == 1,
                 absl::InvalidArgumentError(absl::StrCat(
-                    "expected logits [R, V], output_bias [V], labels [R], weights [R]; got ",
+                    "expected transposed logits [V, R], output_bias [V], labels [R], weights [R]; got ",
                     logits.shape().DebugString(), ", ", bias.shape().DebugString(), ", ",
                     labels.shape().DebugString(), ", ", weights.shape().DebugString())));
-    const int64_t r = logits.dim_size(0);
-    const int64_t v = logits.dim_size(1);
+    const int64_t v = logits.dim_size(0);
+    const int64_t r = logits.dim_size(1);
     OP_REQUIRES(ctx, bias.dim_size(0) == v && labels.dim_size(0) == r && weights.dim_size(0) == r,
                 absl::InvalidArgumentError(absl::StrCat(
-                    "inconsistent shapes: logits ", logits.shape().DebugString(), ", output_bias ",
+                    "inconsistent shapes: transposed logits ", logits.shape().DebugString(), ", output_bias ",
                     bias.shape().DebugString(), ", labels ", labels.shape().DebugString(), ", weights ",
                     weights.shape().DebugString())));
     OP_REQUIRES(ctx, v <= std::numeric_limits<int32_t>::max(),
                 absl::InvalidArgumentError(absl::StrCat("vocabulary ", v, " exceeds int32")));
     const int32_t* label = labels.flat<int32_t>().data();
-    for (int64_t i = 0; i < r; ++i) {
-      OP_REQUIRES(ctx, label[i] >= 0 && label[i] < v,
-                  absl::InvalidArgumentError(absl::StrCat("labels[", i, "] = ", label[i],
+    for (int64_t c = 0; c < r; ++c) {
+      OP_REQUIRES(ctx, label[c] >= 0 && label[c] < v,
+                  absl::InvalidArgumentError(absl::StrCat("labels[", c, "] = ", label[c],
                                                           " is outside [0, vocab_size=", v, ")")));
     }
     const bool grads = compute_gradients_;
@@ -218,67 +229,90 @@ class SoftmaxXentChunkOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({r}), &loss_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({r}), &predicted_out));
     if (grads) {
-      // G overwrites the logits when their buffer is not shared; otherwise a new buffer.
+      // G^T overwrites the logits when their buffer is not shared; otherwise a new buffer.
       OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 2, logits.shape(), &d_logits_out));
     } else {
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({0, v}), &d_logits_out));
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({v, 0}), &d_logits_out));
     }
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({grads ? v : 0}), &d_bias_out));
-
-    const float* x_all = logits.flat<float>().data();
-    const float* bias_f = bias.flat<float>().data();
-    const float* weight = weights.flat<float>().data();
     float* loss = loss_out->flat<float>().data();
     int32_t* predicted = predicted_out->flat<int32_t>().data();
-    float* g_all = grads ? d_logits_out->flat<float>().data() : nullptr;
+    if (r == 0) {
+      if (grads) std::fill_n(d_bias_out->flat<float>().data(), v, 0.0f);
+      return;
+    }
+    if (v == 0) {
+      std::fill_n(loss, r, 0.0f);
+      std::fill_n(predicted, r, -1);
+      return;
+    }
+
+    const float* x = logits.flat<float>().data();
+    const float* bias_f = bias.flat<float>().data();
+    const float* weight = weights.flat<float>().data();
+    float* g = grads ? d_logits_out->flat<float>().data() : nullptr;
     float* d_bias = grads ? d_bias_out->flat<float>().data() : nullptr;
 
+    std::vector<float> target(r);  // read before G^T (maybe over the logits) is written
+    for (int64_t c = 0; c < r; ++c) target[c] = x[label[c] * r + c] + bias_f[label[c]];
+
+    // Blocks of vocabulary rows small enough to stay in the L2 cache: each block's maxima, then its
+    // exps against them (stored when training) and their sums, in one visit; the parts (threads) take
+    // contiguous runs of blocks and fold their blocks' statistics together, then the parts' are folded.
+    const int64_t block_rows = std::max<int64_t>(1, kBlockFloats / r);
+    const int64_t blocks = (v + block_rows - 1) / block_rows;
     const int64_t threads = std::max(1, ctx->device()->tensorflow_cpu_worker_threads()->num_threads);
-    const int64_t parts = std::min(threads, r);
-    // Column sums of G: part 0 adds straight into the output, the others into their own rows.
-    Tensor partial_t;
-    float* partial = nullptr;
-    if (grads) {
-      std::fill_n(d_bias, v, 0.0f);
-      if (parts > 1) {
-        OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DT_FLOAT, TensorShape({parts - 1, v}), &partial_t));
-        partial = partial_t.flat<float>().data();
-        std::fill_n(partial, (parts - 1) * v, 0.0f);
-      }
-    }
+    const int64_t parts = std::min(threads, blocks);
+    std::vector<float> block_max(blocks * r);
+    std::vector<ColumnStats> part_stats(parts, ColumnStats(r));
     RunParts(ctx, parts, [&](int64_t part) {
-      const int64_t a = PartBegin(r, parts, part), b = PartBegin(r, parts, part + 1);
-      float* column_sums = grads ? (part == 0 ? d_bias : partial + (part - 1) * v) : nullptr;
-      for (int64_t j = a; j < b; ++j) {
-        const float* x = x_all + j * v;
-        float* g = grads ? g_all + j * v : nullptr;
-        const float w = weight[j];
-        if (w == 0.0f || v == 0) {
-          loss[j] = 0.0f;
-          predicted[j] = -1;
-          if (g) std::fill_n(g, v, 0.0f);
-          continue;
+      ColumnStats block(r);
+      for (int64_t j = PartBegin(blocks, parts, part); j < PartBegin(blocks, parts, part + 1); ++j) {
+        const int64_t k0 = j * block_rows, k1 = std::min(v, k0 + block_rows);
+        std::fill(block.max.begin(), block.max.end(), -std::numeric_limits<float>::infinity());
+        std::fill(block.sum.begin(), block.sum.end(), 0.0f);
+        for (int64_t k = k0; k < k1; ++k) {
+          RowMax(x + k * r, bias_f[k], static_cast<int32_t>(k), block.max.data(), block.index.data(), r);
         }
-        const RowMax best = MaxBias(x, bias_f, v);
-        const float target = x[label[j]] + bias_f[label[j]];  // read before g (maybe x) is written
-        const float sum = ExpSumBias(x, bias_f, v, best.value, g);
-        loss[j] = w * ((best.value - target) + std::log(sum));
-        predicted[j] = static_cast<int32_t>(best.index);
-        if (g) {
-          ScaleAccumulate(g, column_sums, v, w / sum);
-          g[label[j]] -= w;
-          column_sums[label[j]] -= w;
+        for (int64_t k = k0; k < k1; ++k) {
+          RowExpSum(x + k * r, bias_f[k], block.max.data(), block.sum.data(), g ? g + k * r : nullptr, r);
         }
+        std::copy(block.max.begin(), block.max.end(), block_max.begin() + j * r);
+        part_stats[part].Merge(block);
       }
     });
-    if (grads && parts > 1) {
-      RunParts(ctx, parts, [&](int64_t part) {
-        const int64_t v0 = PartBegin(v, parts, part), v1 = PartBegin(v, parts, part + 1);
-        for (int64_t p = 0; p < parts - 1; ++p) {
-          const float* src = partial + p * v;
-          for (int64_t k = v0; k < v1; ++k) d_bias[k] += src[k];
-        }
-      });
+    ColumnStats& total = part_stats[0];
+    for (int64_t p = 1; p < parts; ++p) total.Merge(part_stats[p]);
+
+    std::vector<float> scale(r);
+    for (int64_t c = 0; c < r; ++c) {
+      const float w = weight[c];
+      if (w == 0.0f) {
+        loss[c] = 0.0f;
+        predicted[c] = -1;
+        scale[c] = 0.0f;
+        continue;
+      }
+      loss[c] = w * ((total.max[c] - target[c]) + std::log(total.sum[c]));
+      predicted[c] = total.index[c];
+      scale[c] = w / total.sum[c];
+    }
+    if (!grads) return;
+
+    // G^T = exp(L + bias - block max) * exp(block max - max) * w / sum, its row sums (the bias gradient),
+    // then the one-hot term.
+    RunParts(ctx, parts, [&](int64_t part) {
+      std::vector<float> block_scale(r);
+      for (int64_t j = PartBegin(blocks, parts, part); j < PartBegin(blocks, parts, part + 1); ++j) {
+        ExpDifference(block_max.data() + j * r, total.max.data(), block_scale.data(), r);
+        for (int64_t c = 0; c < r; ++c) block_scale[c] *= scale[c];
+        const int64_t k0 = j * block_rows, k1 = std::min(v, k0 + block_rows);
+        for (int64_t k = k0; k < k1; ++k) d_bias[k] = RowScaleSum(g + k * r, block_scale.data(), r);
+      }
+    });
+    for (int64_t c = 0; c < r; ++c) {
+      g[label[c] * r + c] -= weight[c];
+      d_bias[label[c]] -= weight[c];
     }
   }
 

@@ -11,10 +11,15 @@ returns -1 there too, so both agree everywhere).
 The native path walks the rows with a non-zero weight in chunks of `chunk_rows`, each against the whole
 vocabulary (an exact softmax per chunk; memory O(chunk_rows * V + V * D), never O(N * V)), inside a
 `tf.while_loop`: the matrix products are TensorFlow matmuls (oneDNN, much faster here than the
-OpenBLAS the kernel used before: 19456 x 768 went from 2x slower than the twin to about 2x faster) and
-`Research>SoftmaxXentChunk` does the element-wise part of a chunk (bias, max/argmax, exp, loss, and
-G = w (softmax - onehot) written over the logits buffer). The [V, D] table gradient is accumulated by
-vocabulary slices in place (`Research>AccumulateRows`), so no [V, D] temporary exists beside it.
+OpenBLAS the kernel used before) and `Research>SoftmaxXentChunk` does the element-wise part of a chunk
+(bias, max/argmax, exp, loss, and G = w (softmax - onehot) written over the logits buffer). A chunk's
+logits are computed transposed, [V, rows]: then the table gradient's product dE += G^T H_c needs no
+transpose, and oneDNN adds it into the [V, D] accumulator's buffer in place (Grappler fuses
+matmul + bias_add + add into one oneDNN product with a sum post-op), so the accumulation costs neither
+a [V, D] temporary nor a pass of its own. Where that fusion is unavailable (bfloat16 products, oneDNN
+off) the accumulator grows by vocabulary slices in place (`Research>AccumulateRows`), each slice of
+G^T a contiguous block of rows. Chunks of CHUNK_MB keep the products near oneDNN's peak (smaller
+chunks lose 10-20% of it) and the whole step within 10% of the [N, V] logits' memory at N = 19456.
 With `training=True` (the default) the same pass also produces the gradients of sum(loss): the
 custom gradient multiplies the hidden-state rows by the upstream gradient exactly and, when the
 upstream gradient is one constant over the rows with a non-zero weight (any loss of the form
@@ -33,11 +38,14 @@ Model Garden's head under mixed_bfloat16 computes its logits, softmax input incl
 import os
 
 import tensorflow as tf
+from tensorflow.python.util import _pywrap_util_port
+
 
 from research.ops import backend as backend_lib
 
 OP_NAME = "Research>SoftmaxXentChunk"
-CHUNK_MB = 24  # float32 logits per chunk when chunk_rows = 0
+CHUNK_MB = 48  # float32 logits per chunk when chunk_rows = 0
+SLICE_MB = 12  # float32 table-gradient rows per product when the accumulation is by slices
 _KERNEL_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
 MATMUL_DTYPES = (tf.float32, tf.bfloat16)
 
@@ -128,23 +136,31 @@ def _rows_per_chunk(chunk_rows, vocab_size):
     return tf.maximum(8, _chunk_bytes() // (4 * tf.maximum(vocab_size, 1)))
 
 
+def _accumulates_in_place(matmul_dtype):
+    """Whether `bias_add(matmul(a, b), 0) + accumulator` runs as one oneDNN product adding into the
+    accumulator's buffer: Grappler's remapper fuses that pattern when oneDNN is enabled and the dtypes
+    agree. Otherwise the table gradient is accumulated by vocabulary slices (`Research>AccumulateRows`)."""
+    return matmul_dtype == tf.float32 and _pywrap_util_port.IsMklEnabled()
+
+
 def _vocabulary_slices(table):
-    """Static [v0, v1) ranges splitting the table gradient's per-chunk product into about chunk-sized parts."""
+    """Static [v0, v1) ranges splitting the table gradient's per-chunk product into parts of about SLICE_MB."""
     vocab_size, width = table.shape
     if vocab_size is None or width is None:
         return None
-    parts = max(1, min(vocab_size, -(-vocab_size * width * 4 // _chunk_bytes())))
+    parts = max(1, min(vocab_size, -(-vocab_size * width * 4 // (SLICE_MB << 20))))
     return [(vocab_size * p // parts, vocab_size * (p + 1) // parts) for p in range(parts)]
 
 
 def _chunked(library, hidden, table, bias, labels, weights, rows, matmul_dtype, *, gradients):
     """(loss [N], predicted [N]) and, with gradients, (d_hidden [N, D], d_table [V, D], d_bias [V]) of sum(loss).
 
-    Rows with a non-zero weight are gathered, then walked in chunks of `rows`, one at a time:
-    logits = H_c E^T (TensorFlow's matmul: oneDNN), Research>SoftmaxXentChunk for the element-wise part
-    (G = w (softmax - onehot) over the logits buffer, and its column sums), dH_c = G E, and
-    dE += G^T H_c by vocabulary slices, each added in place (Research>AccumulateRows), so no [V, D]
-    temporary exists beside the accumulator. The products run in `matmul_dtype`, everything else in float32.
+    Rows with a non-zero weight are gathered, then walked in chunks of `rows`, one at a time, in the
+    transposed layout: L = E H_c^T ([V, R], TensorFlow's matmul: oneDNN), Research>SoftmaxXentChunk for
+    the element-wise part (G^T = w (softmax - onehot) over the logits buffer, and its row sums),
+    dH_c = (G^T)^T E, and dE += G^T H_c, an untransposed product that oneDNN adds into the accumulator
+    in place (see `_accumulates_in_place`; otherwise by vocabulary slices, whose slices of G^T are
+    contiguous rows). The products run in `matmul_dtype`, everything else in float32.
     """
     n = tf.shape(hidden)[0]
     vocab_size, width = tf.shape(table)[0], tf.shape(table)[1]
@@ -154,8 +170,10 @@ def _chunked(library, hidden, table, bias, labels, weights, rows, matmul_dtype, 
     hidden_a = tf.cond(all_active, lambda: hidden, lambda: tf.gather(hidden, active))
     labels_a, weights_a = tf.gather(labels, active), tf.gather(weights, active)
     num_chunks = (num_active + rows - 1) // rows
-    rows = (num_active + tf.maximum(num_chunks, 1) - 1) // tf.maximum(num_chunks, 1)  # equal chunks, no small tail
-    slices = _vocabulary_slices(table)
+    divisor = tf.maximum(num_chunks, 1)
+    rows = (num_active + divisor - 1) // divisor  # equal chunks, no small tail
+    in_place = _accumulates_in_place(matmul_dtype)
+    slices = None if in_place else _vocabulary_slices(table)
     table_mm = tf.cast(table, matmul_dtype)
     hidden_mm = tf.cast(hidden_a, matmul_dtype)
 
@@ -165,28 +183,29 @@ def _chunked(library, hidden, table, bias, labels, weights, rows, matmul_dtype, 
     def array(dtype):
         return tf.TensorArray(dtype, size=num_chunks, infer_shape=False, element_shape=[None])
 
+    def accumulate_table_gradient(d_table, g_t, hidden_c):
+        if in_place:
+            return tf.nn.bias_add(tf.matmul(g_t, hidden_c), zero_width) + d_table
+        for v0, v1 in slices or [(0, vocab_size)]:
+            with tf.control_dependencies([d_table]):  # one slice's product alive at a time
+                update = product(g_t[v0:v1], hidden_c)
+            d_table = library.research_accumulate_rows(d_table, update, v0)
+        return d_table
+
     def body(i, losses, predictions, *grads):
         start = i * rows
         size = tf.minimum(rows, num_active - start)
         hidden_c = tf.slice(hidden_mm, [start, 0], [size, -1])
-        logits = product(hidden_c, table_mm, transpose_b=True)
-        loss_c, predicted_c, g, d_bias_c = library.research_softmax_xent_chunk(
-            logits, bias, tf.slice(labels_a, [start], [size]), tf.slice(weights_a, [start], [size]),
+        transposed_logits = product(table_mm, hidden_c, transpose_b=True)
+        loss_c, predicted_c, g_t, d_bias_c = library.research_softmax_xent_chunk(
+            transposed_logits, bias, tf.slice(labels_a, [start], [size]), tf.slice(weights_a, [start], [size]),
             compute_gradients=gradients)
         outputs = [i + 1, losses.write(i, loss_c), predictions.write(i, predicted_c)]
         if gradients:
             d_hidden, d_table, d_bias = grads
-            g = tf.cast(g, matmul_dtype)
-            d_hidden = library.research_accumulate_rows(d_hidden, product(g, table_mm), start)
-            if slices is None:
-                d_table = library.research_accumulate_rows(d_table, product(g, hidden_c, transpose_a=True), 0)
-            else:
-                for v0, v1 in slices:
-                    with tf.control_dependencies([d_table]):  # one slice's product alive at a time
-                        g_slice = g if (v0, v1) == (0, table.shape[0]) else g[:, v0:v1]
-                        update = product(g_slice, hidden_c, transpose_a=True)
-                    d_table = library.research_accumulate_rows(d_table, update, v0)
-            outputs += [d_hidden, d_table, d_bias + d_bias_c]
+            g_t = tf.cast(g_t, matmul_dtype)
+            d_hidden = library.research_accumulate_rows(d_hidden, product(g_t, table_mm, transpose_a=True), start)
+            outputs += [d_hidden, accumulate_table_gradient(d_table, g_t, hidden_c), d_bias + d_bias_c]
         return outputs
 
     loop_vars = [tf.constant(0), array(tf.float32), array(tf.int32)]
@@ -195,8 +214,9 @@ def _chunked(library, hidden, table, bias, labels, weights, rows, matmul_dtype, 
             d_table = _zeros([vocab_size, width])
         with tf.control_dependencies([d_table]):  # the larger first: the allocator then wastes less
             d_hidden = _zeros([num_active, width])
+        zero_width = _zeros([width])
         loop_vars += [d_hidden, d_table, tf.zeros_like(bias)]
-    # One iteration at a time: overlapping ones would only hold more [rows, V] buffers.
+    # One iteration at a time: overlapping ones would only hold more [V, rows] buffers.
     results = tf.while_loop(lambda i, *_: i < num_chunks, body, loop_vars, parallel_iterations=1)
     scatter_rows = active[:, tf.newaxis]
     loss = tf.scatter_nd(scatter_rows, _concat(results[1]), [n])

@@ -86,6 +86,16 @@ def test_non_constant_upstream_gradient_is_exact(training):
     assert_close(native, run("reference", *inputs, upstream=upstream))
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_table_gradient_accumulated_by_slices_matches_the_reference(training, monkeypatch):
+    """The float32 path when oneDNN cannot add the table product into the accumulator in place."""
+    module = importlib.import_module("research.ops.masked_lm_loss")
+    monkeypatch.setattr(module, "_accumulates_in_place", lambda matmul_dtype: False)
+    monkeypatch.setattr(module, "_vocabulary_slices", lambda table: [(0, 10), (10, 57), (57, 101)])
+    inputs = make_inputs(np.random.RandomState(6), 45, 12, 101, zero_fraction=0.2)
+    assert_close(run("native", *inputs, training=training, chunk_rows=8), run("reference", *inputs))
+
+
 def test_upstream_constant_over_weighted_rows_only_uses_the_fast_path_correctly():
     # Different upstream values on zero-weight rows do not matter: those rows have no gradient.
     rng = np.random.RandomState(4)
@@ -260,10 +270,16 @@ def test_xla_uses_the_reference():
         native(*[tf.constant(x) for x in inputs[:3]])
 
 
-def test_native_training_step_holds_only_its_gradients_one_chunk_and_one_table_slice():
-    """Guards the two ways the head once held ~V x D more than it needs: a zero table accumulator folded
-    into a constant by Grappler (whose buffer cannot be updated in place, so the first chunk copied it),
-    and the per-slice table products of a chunk all alive at once."""
+@pytest.mark.parametrize("in_place", [True, False], ids=["in_place_product", "by_slices"])
+def test_native_training_step_holds_only_its_gradients_and_one_chunk(in_place, monkeypatch):
+    """Guards the ways the head once held ~V x D more than it needs: a zero table accumulator folded into
+    a constant by Grappler (whose buffer cannot be updated in place, so the first chunk copied it), the
+    per-slice table products of a chunk all alive at once, and (in place) a [V, D] product beside the
+    accumulator when oneDNN does not add it into the accumulator's buffer."""
+    module = importlib.import_module("research.ops.masked_lm_loss")
+    if in_place and not module._accumulates_in_place(tf.float32):
+        pytest.fail("oneDNN is off (TF_ENABLE_ONEDNN_OPTS=0?): the in-place table accumulation cannot run")
+    monkeypatch.setattr(module, "_accumulates_in_place", lambda matmul_dtype: in_place)
     n, d, v, rows = 512, 512, 30522, 64
     hidden, table, bias, labels, _ = make_inputs(np.random.RandomState(0), n, d, v)
     hidden, table, bias = [tf.constant(x) for x in (hidden, table, bias)]
@@ -279,8 +295,10 @@ def test_native_training_step_holds_only_its_gradients_one_chunk_and_one_table_s
 
     step()
     peak = peak_live_tensor_bytes(lambda: [g.numpy() for g in step()])
-    parts = -(-v * d * 4 // importlib.import_module("research.ops.masked_lm_loss")._chunk_bytes())
     needed = 4 * (n * d + v * d + v  # the three gradients
                   + rows * v  # one chunk of logits, overwritten by its softmax gradient
-                  + -(-v // parts) * (d + rows))  # one slice of the table product and of the chunk's gradient
+                  + rows * d)  # the chunk's hidden-state gradient
+    if not in_place:
+        slice_rows = -(-v // len(module._vocabulary_slices(table)))
+        needed += 4 * slice_rows * (d + rows)  # one slice of the table product and of the chunk's gradient
     assert peak <= 1.1 * needed, (peak / 2**20, needed / 2**20)
