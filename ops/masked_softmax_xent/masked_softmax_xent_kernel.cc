@@ -96,37 +96,58 @@ RESEARCH_AVX512 inline __mmask16 TailMask(int64_t remaining) {
   return remaining >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << remaining) - 1);
 }
 
+// The AVX-512 passes never mask their stores to the per-column arrays (best, best_index, sums), which
+// the next row reads back at once: a load of a masked store's bytes is not forwarded from the store
+// buffer and stalls until the store retires. Those arrays are padded to a multiple of 16 columns; only
+// the logits' last, partial vector of a row is read and written masked.
+
+RESEARCH_AVX512 inline void MaxStep(const float* x, __m512 bias, __m512i index, float* best, int32_t* best_index,
+                                    __mmask16 part) {
+  const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(part, x), bias);
+  const __m512 current = _mm512_loadu_ps(best);
+  const __mmask16 greater = _mm512_mask_cmp_ps_mask(part, v, current, _CMP_GT_OQ);
+  _mm512_storeu_ps(best, _mm512_mask_mov_ps(current, greater, v));
+  _mm512_storeu_si512(best_index, _mm512_mask_mov_epi32(_mm512_loadu_si512(best_index), greater, index));
+}
+
 RESEARCH_AVX512 void RowMaxAvx512(const float* x, float b, int32_t row, float* best, int32_t* best_index,
                                   int64_t r) {
   const __m512 bias = _mm512_set1_ps(b);
   const __m512i index = _mm512_set1_epi32(row);
-  for (int64_t c = 0; c < r; c += 16) {
-    const __mmask16 part = TailMask(r - c);
-    const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(part, x + c), bias);
-    const __m512 current = _mm512_maskz_loadu_ps(part, best + c);
-    const __mmask16 greater = _mm512_mask_cmp_ps_mask(part, v, current, _CMP_GT_OQ);
-    _mm512_mask_storeu_ps(best + c, greater, v);
-    _mm512_mask_storeu_epi32(best_index + c, greater, index);
-  }
+  int64_t c = 0;
+  for (; c + 16 <= r; c += 16) MaxStep(x + c, bias, index, best + c, best_index + c, 0xFFFF);
+  if (c < r) MaxStep(x + c, bias, index, best + c, best_index + c, TailMask(r - c));
 }
 
 RESEARCH_AVX512 void RowExpSumAvx512(const float* x, float b, const float* max, float* sums, float* out,
                                      int64_t r) {
   const __m512 bias = _mm512_set1_ps(b);
-  for (int64_t c = 0; c < r; c += 16) {
+  int64_t c = 0;
+  for (; c + 16 <= r; c += 16) {
+    const __m512 e = Exp512(_mm512_sub_ps(_mm512_add_ps(_mm512_loadu_ps(x + c), bias), _mm512_loadu_ps(max + c)));
+    if (out) _mm512_storeu_ps(out + c, e);
+    _mm512_storeu_ps(sums + c, _mm512_add_ps(_mm512_loadu_ps(sums + c), e));
+  }
+  if (c < r) {
     const __mmask16 part = TailMask(r - c);
     const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(part, x + c), bias);
-    const __m512 e = Exp512(_mm512_sub_ps(v, _mm512_maskz_loadu_ps(part, max + c)));
+    const __m512 e = _mm512_maskz_mov_ps(part, Exp512(_mm512_sub_ps(v, _mm512_loadu_ps(max + c))));
     if (out) _mm512_mask_storeu_ps(out + c, part, e);
-    _mm512_mask_storeu_ps(sums + c, part, _mm512_add_ps(_mm512_maskz_loadu_ps(part, sums + c), e));
+    _mm512_storeu_ps(sums + c, _mm512_add_ps(_mm512_loadu_ps(sums + c), e));
   }
 }
 
 RESEARCH_AVX512 float RowScaleSumAvx512(float* g, const float* scale, int64_t r) {
   __m512 sum = _mm512_setzero_ps();
-  for (int64_t c = 0; c < r; c += 16) {
+  int64_t c = 0;
+  for (; c + 16 <= r; c += 16) {
+    const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(g + c), _mm512_loadu_ps(scale + c));
+    _mm512_storeu_ps(g + c, v);
+    sum = _mm512_add_ps(sum, v);
+  }
+  if (c < r) {
     const __mmask16 part = TailMask(r - c);
-    const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(part, g + c), _mm512_maskz_loadu_ps(part, scale + c));
+    const __m512 v = _mm512_maskz_mul_ps(part, _mm512_maskz_loadu_ps(part, g + c), _mm512_loadu_ps(scale + c));
     _mm512_mask_storeu_ps(g + c, part, v);
     sum = _mm512_add_ps(sum, v);
   }
@@ -159,16 +180,24 @@ void ExpDifference(const float* a, const float* b, float* out, int64_t r) {
   HasAvx512() ? ExpDifferenceAvx512(a, b, out, r) : ExpDifferenceScalar(a, b, out, r);
 }
 
+// Columns rounded up to whole 16-float vectors: the length of the per-column arrays the AVX-512 passes
+// read and write unmasked.
+int64_t Padded(int64_t r) { return (r + 15) / 16 * 16; }
+
 // Running column statistics of exp over vocabulary rows: the maxima, their first rows, and the sums
-// of exp(value - max).
+// of exp(value - max); arrays padded to whole vectors.
 struct ColumnStats {
   explicit ColumnStats(int64_t r)
-      : max(r, -std::numeric_limits<float>::infinity()), index(r, 0), sum(r, 0.0f), old_scale(r), new_scale(r) {}
+      : r(r),
+        max(Padded(r), -std::numeric_limits<float>::infinity()),
+        index(Padded(r), 0),
+        sum(Padded(r), 0.0f),
+        merged(r),
+        old_scale(r),
+        new_scale(r) {}
 
   // Folds in the statistics of later rows (a strictly larger maximum takes over the argmax).
   void Merge(const ColumnStats& later) {
-    const int64_t r = static_cast<int64_t>(max.size());
-    std::vector<float> merged(r);
     for (int64_t c = 0; c < r; ++c) merged[c] = std::max(max[c], later.max[c]);
     ExpDifference(max.data(), merged.data(), old_scale.data(), r);
     ExpDifference(later.max.data(), merged.data(), new_scale.data(), r);
@@ -180,10 +209,11 @@ struct ColumnStats {
     }
   }
 
+  int64_t r;
   std::vector<float> max;
   std::vector<int32_t> index;
   std::vector<float> sum;
-  std::vector<float> old_scale, new_scale;  // scratch
+  std::vector<float> merged, old_scale, new_scale;  // scratch
 };
 
 // ---- the kernel -----------------------------------------------------------------------------------
@@ -277,7 +307,7 @@ class SoftmaxXentChunkOp : public OpKernel {
         for (int64_t k = k0; k < k1; ++k) {
           RowExpSum(x + k * r, bias_f[k], block.max.data(), block.sum.data(), g ? g + k * r : nullptr, r);
         }
-        std::copy(block.max.begin(), block.max.end(), block_max.begin() + j * r);
+        std::copy_n(block.max.begin(), r, block_max.begin() + j * r);
         part_stats[part].Merge(block);
       }
     });
@@ -302,7 +332,7 @@ class SoftmaxXentChunkOp : public OpKernel {
     // G^T = exp(L + bias - block max) * exp(block max - max) * w / sum, its row sums (the bias gradient),
     // then the one-hot term.
     RunParts(ctx, parts, [&](int64_t part) {
-      std::vector<float> block_scale(r);
+      std::vector<float> block_scale(Padded(r));
       for (int64_t j = PartBegin(blocks, parts, part); j < PartBegin(blocks, parts, part + 1); ++j) {
         ExpDifference(block_max.data() + j * r, total.max.data(), block_scale.data(), r);
         for (int64_t c = 0; c < r; ++c) block_scale[c] *= scale[c];
