@@ -1,0 +1,34 @@
+"""benchmarks/matmul_ceiling.py: the products it times are the step's, and its FLOPs are train_bench.py's."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import matmul_ceiling  # noqa: E402
+import train_bench  # noqa: E402
+
+
+@pytest.mark.parametrize("config", sorted(train_bench.CONFIGS))
+def test_products_add_up_to_the_flops_train_bench_counts(config):
+    task, size = train_bench.CONFIGS[config]
+    products = matmul_ceiling.step_products(task, size)
+    assert matmul_ceiling.flops(products) == pytest.approx(train_bench.train_flops_per_step(task, size), rel=1e-12)
+
+
+def test_every_product_has_consistent_operands_and_three_per_weight():
+    layers, hidden, heads, intermediate = train_bench.SIZES["small"]
+    products = matmul_ceiling.step_products("mlm", "small")
+    for count, m, k, n, transpose_a, transpose_b in products:
+        a, b = matmul_ceiling.operand_shapes(count, m, k, n, transpose_a, transpose_b)
+        assert (a[-1] if transpose_a else a[-2]) == m and (a[-2] if transpose_a else a[-1]) == k
+        assert (b[-1] if transpose_b else b[-2]) == k and (b[-2] if transpose_b else b[-1]) == n
+    # per layer: 6 weight matrices x 3 products + 6 attention products; pooler, head transform: 3 each; vocab: 3
+    assert len(products) == layers * (6 * 3 + 6) + 3 + 3 + 3
+
+
+def test_times_the_products_of_a_step():
+    products = [(1, 8, 4, 6, False, False), (2, 5, 3, 7, True, True)]
+    durations = matmul_ceiling.time_products(products, "mixed_bfloat16", repeats=2)
+    assert len(durations) == 2 and all(d > 0 for d in durations)
