@@ -139,7 +139,10 @@ def _rows_per_chunk(chunk_rows, vocab_size):
 def _accumulates_in_place(matmul_dtype):
     """Whether `bias_add(matmul(a, b), 0) + accumulator` runs as one oneDNN product adding into the
     accumulator's buffer: Grappler's remapper fuses that pattern when oneDNN is enabled and the dtypes
-    agree. Otherwise the table gradient is accumulated by vocabulary slices (`Research>AccumulateRows`)."""
+    agree. Otherwise the table gradient is accumulated by vocabulary slices (`Research>AccumulateRows`).
+    Run eagerly, or with Grappler's remapping turned off, the fused form still computes the same sum,
+    only out of place (one [V, D] temporary per chunk); tests/ops/test_masked_lm_loss.py holds a
+    tf.function step to the in-place memory."""
     return matmul_dtype == tf.float32 and _pywrap_util_port.IsMklEnabled()
 
 
