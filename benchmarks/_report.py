@@ -1,9 +1,12 @@
 """Shared by the benchmark scripts: timing statistics, the machine's description, RESULTS.md sections."""
 import datetime
+import json
 import os
 import platform
 import re
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -44,3 +47,15 @@ def write_section(title, body):
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     RESULTS.write_text(text.rstrip() + "\n")
+
+
+def run_child_result(arguments, *, timeout, what):
+    """Runs this Python on `arguments` in /tmp (so that `research` is the installed copy) and returns the JSON
+    the child printed on its `RESULT ` line; RuntimeError with the child's last stderr lines otherwise."""
+    completed = subprocess.run([sys.executable, *map(str, arguments)], capture_output=True, text=True,
+                               timeout=timeout, cwd="/tmp", env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    for line in completed.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    tail = "\n".join((completed.stderr or "").splitlines()[-30:])
+    raise RuntimeError(f"{what} failed (exit {completed.returncode}):\n{tail}")

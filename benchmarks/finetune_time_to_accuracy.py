@@ -69,6 +69,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _report (not the repo's research/)
 
+import _report  # noqa: E402
+
 MOVIE_REVIEWS = REPO_ROOT / "third_party" / "movie_reviews" / "vader_movie_binary.tsv"
 DEMO_CACHE = REPO_ROOT / "cache" / "demo"
 SPM_MODEL = DEMO_CACHE / "austen_spm_8000.model"
@@ -432,16 +434,9 @@ def child_finetune(args):
 
 
 def run_child(framework, seed, args, prepared_path, pretrained):
-    command = [sys.executable, __file__, "--child", "finetune", "--framework", framework, "--seed", str(seed),
-               "--steps", str(args.steps), "--eval_every", str(args.eval_every), "--prepared", str(prepared_path),
-               "--pretrained", pretrained]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd="/tmp",
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    for line in completed.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    tail = "\n".join((completed.stderr or "").splitlines()[-30:])
-    raise RuntimeError(f"{framework} failed (exit {completed.returncode}):\n{tail}")
+    arguments = [__file__, "--child", "finetune", "--framework", framework, "--seed", seed, "--steps", args.steps,
+                 "--eval_every", args.eval_every, "--prepared", prepared_path, "--pretrained", pretrained]
+    return _report.run_child_result(arguments, timeout=args.timeout, what=framework)
 
 
 def run_summary(result) -> dict:
@@ -558,7 +553,6 @@ def parent_main(args):
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"prepared": prepared, "results": results}, indent=1))
     if args.write_results:
-        import _report
         command = "python benchmarks/finetune_time_to_accuracy.py " + " ".join(sys.argv[1:])
         source = (f"{args.pretrained_dir}" if args.pretrained_dir else
                   f"gin/experiments/demo_pretrain.gin, {args.pretrain_steps} steps, seed 0")

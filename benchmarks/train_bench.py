@@ -64,6 +64,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _report, peak_flops (not the repo's research/)
 
+import _report  # noqa: E402
+
 BATCH = 32
 SEQ_LEN = 128
 VOCAB = 30522
@@ -364,15 +366,9 @@ def child_main(args):
 
 
 def run_child(framework, config, precision, steps, loops, data_dir, timeout):
-    command = [sys.executable, __file__, "--child", "--framework", framework, "--config", config,
-               "--precision", precision, "--steps", str(steps), "--loops", str(loops), "--data_dir", str(data_dir)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd="/tmp")
-    for line in completed.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    tail = "\n".join((completed.stderr or "").splitlines()[-30:])
-    raise RuntimeError(f"{framework} {config} {precision} failed (exit {completed.returncode}):\n{tail}")
+    arguments = [__file__, "--child", "--framework", framework, "--config", config, "--precision", precision,
+                 "--steps", steps, "--loops", loops, "--data_dir", data_dir]
+    return _report.run_child_result(arguments, timeout=timeout, what=f"{framework} {config} {precision}")
 
 
 def steady_rate(result) -> float:
@@ -475,7 +471,6 @@ def report_from_json(args):
     table = format_table(rows, peaks)
     print(table)
     if args.write_results:
-        import _report
         body = (f"{_report.machine_description()}; `python benchmarks/train_bench.py` runs saved with --json_out "
                 f"({args.report_from}), rendered with `--report_from`; batch {BATCH}, seq {SEQ_LEN}, vocab {VOCAB}, "
                 f"{NUM_PREDICTIONS} predictions; runs alternate ours / Model Garden, first loop excluded; FLOPs counted "
@@ -529,7 +524,6 @@ def parent_main(args):
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"peaks": peaks, "rows": rows}, indent=1))
     if args.write_results:
-        import _report
         command = "python benchmarks/train_bench.py " + " ".join(sys.argv[1:])
         body = (f"{_report.machine_description()}; `{command}`; batch {BATCH}, seq {SEQ_LEN}, vocab {VOCAB}, "
                 f"{NUM_PREDICTIONS} predictions; {args.runs} run(s) per side alternating, first loop excluded; "
