@@ -6,9 +6,9 @@
 // tensors are split over the intra-op threads.
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/bfloat16_bits.h"
 #include "dropout/dropout_hash.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
@@ -47,16 +47,7 @@ RESEARCH_DROPOUT_CLONES
 void ApplyBfloat16(const uint16_t* x, uint16_t* y, int64_t n, Segment s, float scale) {
   for (int64_t j = 0; j < n; ++j) {
     const uint32_t h = DropoutMix(DropoutMix((s.first_lo + static_cast<uint32_t>(j)) ^ s.key) + s.hi_term);
-    uint32_t widened = static_cast<uint32_t>(x[j]) << 16;
-    float value;
-    std::memcpy(&value, &widened, sizeof(value));
-    const float product = value * scale;
-    uint32_t bits;
-    std::memcpy(&bits, &product, sizeof(bits));
-    const bool is_nan = (bits & 0x7fffffffU) > 0x7f800000U;
-    const uint32_t rounded = (bits + 0x7fffU + ((bits >> 16) & 1U)) >> 16;
-    const uint16_t out = is_nan ? static_cast<uint16_t>((bits >> 16) & 0x8000U ? 0xffc0U : 0x7fc0U)
-                                : static_cast<uint16_t>(rounded);
+    const uint16_t out = FloatToBfloat16Bits(Bfloat16BitsToFloat(x[j]) * scale);
     y[j] = h >= s.threshold ? out : static_cast<uint16_t>(0);
   }
 }

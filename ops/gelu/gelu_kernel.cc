@@ -1,22 +1,21 @@
 // CPU kernels of Research>Gelu and Research>GeluGrad (contract in gelu_op.cc).
 //
-// Eigen tensor expressions: one fused, vectorized pass split over the intra-op threads, with Eigen's
-// float32 erf and exp (the same functions TensorFlow's Erf and Exp kernels use). bfloat16 and half are
-// widened to float32 a block at a time into a small buffer, computed by the same float32 expression and
-// rounded once: Eigen has no 16-bit packets without AVX, so an expression that casts element by element
-// runs scalar (erf and exp included), about four times slower.
-#define EIGEN_USE_THREADS
-
+// One pass over the elements, split over the intra-op threads. float32 and bfloat16 have loops that
+// the compiler vectorizes, compiled for AVX-512 and AVX2 besides the baseline and picked at load time
+// (target_clones): erf and exp are written out as polynomials for that (a libm call would keep the
+// loop scalar). bfloat16 is widened and rounded as raw bits inside the loop; half goes through
+// Eigen's scalar conversions (float16 is a GPU format). Everything is computed in float32 and rounded
+// once.
 #include <algorithm>
 #include <cstdint>
-#include <type_traits>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/bfloat16_bits.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
-#include "common/parts.h"
-#include "unsupported/Eigen/CXX11/Tensor"
+#include "tensorflow/core/util/work_sharder.h"
 
 namespace research {
 namespace {
@@ -26,48 +25,109 @@ using ::tensorflow::OpKernelConstruction;
 using ::tensorflow::OpKernelContext;
 using ::tensorflow::Tensor;
 
-constexpr float kSqrtHalf = 0.70710678118654752440f;       // 1 / sqrt(2)
-constexpr float kInvSqrtTwoPi = 0.39894228040143267794f;   // 1 / sqrt(2 pi)
-constexpr int64_t kBlock = 2048;  // 16-bit inputs: elements widened at a time (8 KB of float32 each)
+#define RESEARCH_GELU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
-using ConstFloats = Eigen::TensorMap<Eigen::Tensor<const float, 1, Eigen::RowMajor>>;
-using Floats = Eigen::TensorMap<Eigen::Tensor<float, 1, Eigen::RowMajor>>;
+constexpr float kSqrtHalf = 0.70710678118654752440f;      // 1 / sqrt(2)
+constexpr float kInvSqrtTwoPi = 0.39894228040143267794f;  // 1 / sqrt(2 pi)
 
-// y = x Phi(x), single-threaded and vectorized.
-void GeluBlock(const float* x, int64_t n, float* y) {
-  ConstFloats in(x, n);
-  Floats(y, n) = in * ((in * kSqrtHalf).erf() + 1.0f) * 0.5f;
+// erf(z): the odd/even 11/10-degree rational approximation that TensorFlow's own Erf kernel
+// evaluates (Eigen's float erf, about 3 ulp), so that the kernels agree with their twin to round-off.
+inline float Erf(float z) {
+  const float z2 = std::min(z * z, 16.0f);  // erf(4) rounds to 1; the clamp keeps p / q finite
+  float p = 2.123732201653183437883853912353515625e-06f;
+  p = p * z2 + 2.861979592125862836837768554687500000e-04f;
+  p = p * z2 + 3.658048342913389205932617187500000000e-03f;
+  p = p * z2 + 5.243302136659622192382812500000000000e-02f;
+  p = p * z2 + 1.874160766601562500000000000000000000e-01f;
+  p = p * z2 + 1.128379106521606445312500000000000000e+00f;
+  float q = 3.89185734093189239501953125000e-05f;
+  q = q * z2 + 1.14329601638019084930419921875e-03f;
+  q = q * z2 + 1.47520881146192550659179687500e-02f;
+  q = q * z2 + 1.12945675849914550781250000000e-01f;
+  q = q * z2 + 4.99425798654556274414062500000e-01f;
+  q = q * z2 + 1.0f;
+  return std::max(std::min(z * p / q, 1.0f), -1.0f);
 }
 
-// dx = dy (Phi(x) + x phi(x)), single-threaded and vectorized.
-void GeluGradBlock(const float* dy, const float* x, int64_t n, float* dx) {
-  ConstFloats g(dy, n), v(x, n);
-  Floats(dx, n) = g * (((v * kSqrtHalf).erf() + 1.0f) * 0.5f + v * (v * v * -0.5f).exp() * kInvSqrtTwoPi);
+// exp(x) for x <= 0 (Cephes' expf, about 1 ulp): 2^t p(r) with t = round(x / ln 2) and
+// r = x - t ln 2. Below -87, where exp(x) is under float32's smallest normal, it returns 0.
+inline float ExpNonPositive(float x) {
+  constexpr float kRoundToInteger = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to nearest
+  const float clamped = std::max(x, -87.0f);
+  const float t = (clamped * 1.44269504088896341f + kRoundToInteger) - kRoundToInteger;
+  float r = clamped - t * 0.693359375f;
+  r = r - t * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float mantissa = p * (r * r) + r + 1.0f;
+  const uint32_t exponent_bits = static_cast<uint32_t>(static_cast<int32_t>(t) + 127) << 23;  // 2^t, t >= -126
+  float power;
+  std::memcpy(&power, &exponent_bits, sizeof(power));
+  return x < -87.0f ? 0.0f : mantissa * power;
 }
 
-// Runs `block(widened inputs..., n, float output)` over 16-bit tensors of n elements, a block at a time,
-// the blocks split over the intra-op threads.
-template <typename T, int kInputs, typename Block>
-void RunWidened(OpKernelContext* ctx, const T* const (&inputs)[kInputs], int64_t n, T* output, Block block) {
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
-  const int64_t threads = std::max(1, ctx->device()->tensorflow_cpu_worker_threads()->num_threads);
-  const int64_t parts = std::min(threads, blocks);
-  RunParts(ctx, parts, [&](int64_t part) {
-    float widened[kInputs][kBlock];
-    float result[kBlock];
-    for (int64_t b = PartBegin(blocks, parts, part); b < PartBegin(blocks, parts, part + 1); ++b) {
-      const int64_t begin = b * kBlock, size = std::min(kBlock, n - begin);
-      for (int k = 0; k < kInputs; ++k) {
-        for (int64_t i = 0; i < size; ++i) widened[k][i] = static_cast<float>(inputs[k][begin + i]);
-      }
-      if constexpr (kInputs == 1) {
-        block(widened[0], size, result);
-      } else {
-        block(widened[0], widened[1], size, result);
-      }
-      for (int64_t i = 0; i < size; ++i) output[begin + i] = static_cast<T>(result[i]);
-    }
-  });
+// x Phi(x).
+inline float GeluValue(float x) { return x * ((Erf(x * kSqrtHalf) + 1.0f) * 0.5f); }
+
+// dy (Phi(x) + x phi(x)).
+inline float GeluGradValue(float dy, float x) {
+  return dy * ((Erf(x * kSqrtHalf) + 1.0f) * 0.5f + x * ExpNonPositive(x * x * -0.5f) * kInvSqrtTwoPi);
+}
+
+RESEARCH_GELU_CLONES
+void GeluFloat(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = GeluValue(x[i]);
+}
+
+RESEARCH_GELU_CLONES
+void GeluGradFloat(const float* dy, const float* x, float* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = GeluGradValue(dy[i], x[i]);
+}
+
+RESEARCH_GELU_CLONES
+void GeluBfloat16(const uint16_t* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = FloatToBfloat16Bits(GeluValue(Bfloat16BitsToFloat(x[i])));
+}
+
+RESEARCH_GELU_CLONES
+void GeluGradBfloat16(const uint16_t* dy, const uint16_t* x, uint16_t* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    dx[i] = FloatToBfloat16Bits(GeluGradValue(Bfloat16BitsToFloat(dy[i]), Bfloat16BitsToFloat(x[i])));
+  }
+}
+
+void GeluHalf(const Eigen::half* x, Eigen::half* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<Eigen::half>(GeluValue(static_cast<float>(x[i])));
+}
+
+void GeluGradHalf(const Eigen::half* dy, const Eigen::half* x, Eigen::half* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    dx[i] = static_cast<Eigen::half>(GeluGradValue(static_cast<float>(dy[i]), static_cast<float>(x[i])));
+  }
+}
+
+void Gelu(const float* x, float* y, int64_t n) { GeluFloat(x, y, n); }
+void Gelu(const Eigen::bfloat16* x, Eigen::bfloat16* y, int64_t n) {
+  GeluBfloat16(reinterpret_cast<const uint16_t*>(x), reinterpret_cast<uint16_t*>(y), n);
+}
+void Gelu(const Eigen::half* x, Eigen::half* y, int64_t n) { GeluHalf(x, y, n); }
+
+void GeluGrad(const float* dy, const float* x, float* dx, int64_t n) { GeluGradFloat(dy, x, dx, n); }
+void GeluGrad(const Eigen::bfloat16* dy, const Eigen::bfloat16* x, Eigen::bfloat16* dx, int64_t n) {
+  GeluGradBfloat16(reinterpret_cast<const uint16_t*>(dy), reinterpret_cast<const uint16_t*>(x),
+                   reinterpret_cast<uint16_t*>(dx), n);
+}
+void GeluGrad(const Eigen::half* dy, const Eigen::half* x, Eigen::half* dx, int64_t n) { GeluGradHalf(dy, x, dx, n); }
+
+// Runs work(begin, end) over [0, n) on the intra-op threads; `cost` is a rough cycle count per element.
+template <typename Work>
+void ShardElements(OpKernelContext* ctx, int64_t n, int64_t cost, Work work) {
+  auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  ::tensorflow::Shard(workers->NumThreads(), workers, n, cost, work);
 }
 
 template <typename T>
@@ -79,14 +139,10 @@ class GeluOp : public OpKernel {
     const Tensor& x = ctx->input(0);
     Tensor* y = nullptr;
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &y));
-    if (x.NumElements() == 0) return;
-    if constexpr (std::is_same_v<T, float>) {
-      auto in = x.flat<float>();
-      y->flat<float>().device(ctx->eigen_cpu_device()) = in * ((in * kSqrtHalf).erf() + 1.0f) * 0.5f;
-    } else {
-      const T* const inputs[1] = {x.flat<T>().data()};
-      RunWidened<T, 1>(ctx, inputs, x.NumElements(), y->flat<T>().data(), GeluBlock);
-    }
+    const T* in = x.flat<T>().data();
+    T* out = y->flat<T>().data();
+    ShardElements(ctx, x.NumElements(), /*cost=*/8,
+                  [&](int64_t begin, int64_t end) { Gelu(in + begin, out + begin, end - begin); });
   }
 };
 
@@ -103,16 +159,12 @@ class GeluGradOp : public OpKernel {
                                                         x.shape().DebugString(), " must have the same shape")));
     Tensor* dx = nullptr;
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &dx));
-    if (x.NumElements() == 0) return;
-    if constexpr (std::is_same_v<T, float>) {
-      auto v = x.flat<float>();
-      auto g = dy.flat<float>();
-      dx->flat<float>().device(ctx->eigen_cpu_device()) =
-          g * (((v * kSqrtHalf).erf() + 1.0f) * 0.5f + v * (v * v * -0.5f).exp() * kInvSqrtTwoPi);
-    } else {
-      const T* const inputs[2] = {dy.flat<T>().data(), x.flat<T>().data()};
-      RunWidened<T, 2>(ctx, inputs, x.NumElements(), dx->flat<T>().data(), GeluGradBlock);
-    }
+    const T* gradient = dy.flat<T>().data();
+    const T* in = x.flat<T>().data();
+    T* out = dx->flat<T>().data();
+    ShardElements(ctx, x.NumElements(), /*cost=*/12, [&](int64_t begin, int64_t end) {
+      GeluGrad(gradient + begin, in + begin, out + begin, end - begin);
+    });
   }
 };
 

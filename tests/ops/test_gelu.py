@@ -22,7 +22,7 @@ def test_native_library_is_built_and_the_gradient_registered():
     assert tf_ops.gradient_registry.lookup("Research>Gelu") is not None
 
 
-@pytest.mark.parametrize("shape", [[], [0], [5], [3, 1000], [2, 7, 33]])
+@pytest.mark.parametrize("shape", [[], [0], [5], [3, 1000], [2, 7, 33], [300007]])
 def test_float32_native_matches_the_twin(shape):
     rng = np.random.RandomState(0)
     x = tf.constant(np.asarray(rng.randn(*shape) * 4, np.float32))
@@ -56,6 +56,18 @@ def test_16_bit_inputs_are_computed_in_float32_and_rounded_once(dtype):
                                rtol=1e-2, atol=1e-4)
     np.testing.assert_allclose(tf.cast(dx, tf.float32).numpy(), tf.cast(tf.cast(exact_dx, dtype), tf.float32).numpy(),
                                rtol=1e-2, atol=1e-2)
+
+
+def test_bfloat16_results_are_the_float32_results_rounded_once():
+    # Ragged length and large enough to be split over threads: every vectorized loop's tail is covered.
+    rng = np.random.RandomState(2)
+    x = tf.cast(rng.randn(300007) * 3, tf.bfloat16)
+    upstream = tf.cast(rng.randn(300007), tf.bfloat16)
+    y, dx = values_and_gradients(x, "native", upstream)
+    y32, dx32 = values_and_gradients(tf.cast(x, tf.float32), "native", tf.cast(upstream, tf.float32))
+    np.testing.assert_array_equal(tf.bitcast(y, tf.uint16).numpy(), tf.bitcast(tf.cast(y32, tf.bfloat16), tf.uint16))
+    np.testing.assert_array_equal(tf.bitcast(dx, tf.uint16).numpy(),
+                                  tf.bitcast(tf.cast(dx32, tf.bfloat16), tf.uint16))
 
 
 def test_auto_uses_the_twin_under_xla():
