@@ -41,6 +41,8 @@ from typing import Optional, Tuple, Union
 import keras
 import tensorflow as tf
 
+from research import ops
+
 OPTIMIZER_TYPES = ("adamw", "lamb", "sgd")
 DECAYS = ("polynomial", "cosine", "constant")
 PRECISION_DTYPES = ("float32", "bfloat16", "float16")
@@ -346,36 +348,44 @@ class _ResearchOptimizerMixin:
         return config
 
 
-def _resource_handle(variable):
-    """The resource handle of a Keras variable, a tf.Variable, or a distributed variable's local component."""
+def _local_variable(variable):
+    """The tf.Variable behind a Keras variable (or a tf.Variable / distributed variable's local component itself)."""
     if isinstance(variable, keras.Variable):
-        variable = variable.value
-    return variable.handle
+        return variable.value
+    return variable
 
 
 @keras.saving.register_keras_serializable(package="research")
 class AdamW(_ResearchOptimizerMixin, keras.optimizers.AdamW):
     """`keras.optimizers.AdamW` with path-based weight-decay exclusion and optional DP (see the module doc).
 
-    The Adam step of each variable is TensorFlow's fused `ResourceApplyAdam` kernel: Keras' formula
-    (m += (g - m)(1 - beta_1); v += (g^2 - v)(1 - beta_2); var -= alpha m / (sqrt(v) + epsilon),
-    alpha = lr sqrt(1 - beta_2^t) / (1 - beta_1^t)) in one pass over the variable instead of about ten
-    element-wise ops, each reading and writing the whole variable (BERT tiny: a tenth of a training
-    step). AMSGrad keeps Keras' own update.
+    Each float32 variable takes its whole step, weight decay included, in one pass:
+    `research.ops.apply_adamw` (`Research>ResourceApplyAdamW`, or its twin: the decay, then TensorFlow's
+    fused `ResourceApplyAdam`). Keras' formula (var -= var * rate * lr; m += (g - m)(1 - beta_1);
+    v += (g^2 - v)(1 - beta_2); var -= alpha m / (sqrt(v) + epsilon), alpha = lr sqrt(1 - beta_2^t) /
+    (1 - beta_1^t)) otherwise takes about ten element-wise ops, each reading and writing the whole
+    variable (BERT tiny: a tenth of a training step). AMSGrad and other variable dtypes keep Keras' own
+    update and decay.
     """
 
+    def _fuses_update(self, variable):
+        return not self.amsgrad and variable.dtype == tf.float32
+
+    def _apply_weight_decay(self, variables):
+        super()._apply_weight_decay([v for v in variables if not self._fuses_update(v)])
+
     def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad:
+        if not self._fuses_update(variable):
             return super().update_step(gradient, variable, learning_rate)
-        dtype = variable.dtype
-        step = tf.cast(self.iterations + 1, dtype)
+        step = tf.cast(self.iterations + 1, tf.float32)
         index = self._get_variable_index(variable)
-        tf.raw_ops.ResourceApplyAdam(
-            var=_resource_handle(variable), m=_resource_handle(self._momentums[index]),
-            v=_resource_handle(self._velocities[index]),
-            beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step), beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
-            lr=tf.cast(learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype), beta2=tf.cast(self.beta_2, dtype),
-            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
+        decay = None
+        if self.weight_decay is not None and self._use_weight_decay(variable):
+            decay = tf.cast(self.weight_decay, tf.float32) * tf.cast(learning_rate, tf.float32)
+        ops.apply_adamw(_local_variable(variable), _local_variable(self._momentums[index]),
+                        _local_variable(self._velocities[index]), gradient, lr=learning_rate, beta1=self.beta_1,
+                        beta2=self.beta_2, epsilon=self.epsilon, beta1_power=tf.pow(tf.cast(self.beta_1, tf.float32), step),
+                        beta2_power=tf.pow(tf.cast(self.beta_2, tf.float32), step), decay=decay)
 
 
 @keras.saving.register_keras_serializable(package="research")

@@ -123,7 +123,7 @@ def test_path_patterns_alone_exclude_the_encoder_layer_norms_and_biases():
 
 @pytest.mark.parametrize("amsgrad", [False, True])
 def test_adamw_fused_step_matches_keras_adamw(amsgrad):
-    """Our AdamW runs TensorFlow's fused ResourceApplyAdam; Keras' AdamW is the reference for its values."""
+    """Our AdamW takes each step in one fused kernel (decay included); Keras' AdamW is the reference for its values."""
     rng = np.random.RandomState(0)
     start = rng.randn(50, 7).astype(np.float32)
     grads = [tf.constant(rng.randn(50, 7).astype(np.float32)) for _ in range(6)]
