@@ -36,7 +36,8 @@ warm-up) is dropped and the steady rate is examples / time of the others. Runs a
 A B A B (`--runs` pairs). Reported per configuration: examples/s (min and median over runs), ours /
 Model Garden (median), peak RSS (the child's ru_maxrss; max over runs) and its ratio, and achieved
 training FLOP/s as a fraction of the matmul peak of the same precision (benchmarks/peak_flops.py,
-measured at the start in a subprocess).
+measured in a subprocess before every configuration; the highest measurement of the run is used
+for every row).
 
 FLOP count (per training step, analytic, multiply-add = 2 FLOPs, backward = 2x forward):
   6 * T * P_mm                          T = batch * seq tokens; P_mm = weights of the encoder's
@@ -395,24 +396,41 @@ def measure_peaks():
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def parse_peaks(text):
+    """--peak_gflops 'float32=217,bfloat16=408' as {dtype: GFLOP/s}; '' as {}."""
+    return {dtype: float(value) for dtype, value in (item.split("=") for item in text.split(","))} if text else {}
+
+
+def highest_peaks(peaks, measured):
+    """The higher of two peak measurements per dtype: a busy host measures a peak below the real one."""
+    return {dtype: max(peaks.get(dtype, 0.0), value) for dtype, value in measured.items()}
+
+
 def summarize(config, precision, results, peaks):
     task, size = CONFIGS[config]
     row = {"config": config, "precision": precision}
-    flops = train_flops_per_step(task, size)
-    peak = peaks["bfloat16" if precision == "mixed_bfloat16" else "float32"] * 1e9
     for framework in FRAMEWORKS:
         runs = [r for r in results if r["framework"] == framework]
         if not runs:
             continue
         rates = [steady_rate(r) for r in runs]
-        median = statistics.median(rates)
-        row[framework] = {"min": min(rates), "median": median, "rss_mb": max(r["peak_rss_mb"] for r in runs),
-                          "peak_fraction": median / BATCH * flops / peak, "params": runs[0]["params"],
-                          "rates": rates}
+        row[framework] = {"min": min(rates), "median": statistics.median(rates),
+                          "rss_mb": max(r["peak_rss_mb"] for r in runs), "params": runs[0]["params"], "rates": rates}
     if "ours" in row and "mg" in row:
         row["speed_ratio"] = row["ours"]["median"] / row["mg"]["median"]
         row["rss_ratio"] = row["ours"]["rss_mb"] / row["mg"]["rss_mb"]
+    set_peak_fractions([row], peaks)
     return row
+
+
+def set_peak_fractions(rows, peaks):
+    """Each side's achieved training FLOP/s as a fraction of `peaks` (GFLOP/s per dtype)."""
+    for row in rows:
+        task, size = CONFIGS[row["config"]]
+        peak = peaks["bfloat16" if row["precision"] == "mixed_bfloat16" else "float32"] * 1e9
+        for framework in FRAMEWORKS:
+            if framework in row:
+                row[framework]["peak_fraction"] = row[framework]["median"] / BATCH * train_flops_per_step(task, size) / peak
 
 
 def format_table(rows, peaks):
@@ -456,18 +474,13 @@ def format_table(rows, peaks):
 
 def report_from_json(args):
     """Renders (and with --write_results records) the table of earlier runs saved with --json_out."""
-    given = {k: float(v) for k, v in (item.split("=") for item in args.peak_gflops.split(","))} if args.peak_gflops else {}
-    rows, peaks = [], None
+    rows, peaks = [], {}
     for path in args.report_from.split(","):
         saved = json.loads(Path(path).read_text())
-        for row in saved["rows"]:  # rescale to the given peaks: each file has the peak measured at its start
-            dtype = "bfloat16" if row["precision"] == "mixed_bfloat16" else "float32"
-            for framework in FRAMEWORKS:
-                if framework in row and dtype in given:
-                    row[framework]["peak_fraction"] *= saved["peaks"][dtype] / given[dtype]
-        peaks = peaks or dict(saved["peaks"])
+        peaks = highest_peaks(peaks, saved["peaks"])
         rows += saved["rows"]
-    peaks.update(given)
+    peaks.update(parse_peaks(args.peak_gflops))
+    set_peak_fractions(rows, peaks)
     table = format_table(rows, peaks)
     print(table)
     if args.write_results:
@@ -488,14 +501,17 @@ def parent_main(args):
     data_dir = Path(args.data_dir)
     print(f"data: {data_dir}", flush=True)
     prepare_data(data_dir)
-    peaks = measure_peaks()
-    print(f"matmul peak measured now: {peaks}", flush=True)
-    if args.peak_gflops:  # a quiet-machine figure: a busy host measures a peak far below the real one
-        given = dict(item.split("=") for item in args.peak_gflops.split(","))
-        peaks = {dtype: float(given.get(dtype, peaks[dtype])) for dtype in peaks}
-        print(f"matmul peak used: {peaks}", flush=True)
+    given = parse_peaks(args.peak_gflops)
+    peaks = {}
     rows = []
     for config in configs:
+        # Measured again before every configuration, the highest figure kept: the host's load changes
+        # within minutes, and a peak measured in a busy moment would inflate every % of peak.
+        measured = measure_peaks()
+        peaks = highest_peaks(peaks, measured)
+        peaks.update(given)  # a quiet-machine figure from the command line wins
+        print(f"matmul peak measured now: {measured}; used: {peaks}", flush=True)
+        set_peak_fractions(rows, peaks)
         size = CONFIGS[config][1]
         steps, loops = DEFAULT_SCHEDULE[size]
         steps, loops = args.steps or steps, args.loops or loops
@@ -545,7 +561,7 @@ def main():
     parser.add_argument("--no_swap", action="store_true", help="always run in --frameworks order")
     parser.add_argument("--json_out", default="")
     parser.add_argument("--peak_gflops", default="", help="e.g. float32=217,bfloat16=408: use these peaks for the "
-                                                          "%% of peak columns instead of the figure measured at start")
+                                                          "%% of peak columns instead of the highest figure measured during the run")
     parser.add_argument("--write_results", action="store_true", help="write the table into benchmarks/RESULTS.md")
     parser.add_argument("--report_from", default="", help="comma-separated --json_out files: print (and with "
                                                           "--write_results record) their table; runs nothing")
