@@ -2,7 +2,8 @@
 
     bash benchmarks/setup_model_garden.sh        # once: .venv-mg with both codebases on TF 2.20
     cd /tmp && /work/main/.venv-mg/bin/python /work/main/benchmarks/finetune_time_to_accuracy.py \\
-        [--runs 2] [--pretrained_dir runs/demo_pretrain] [--write_results]
+        [--runs 2] [--pretrained_dir runs/demo_pretrain] [--json_out F] [--write_results]
+    ... --report_from F [--write_results]    # the table of a saved run, without running anything
 
 Run it from outside the source tree (cwd /tmp) so that `research` is the copy installed in .venv-mg,
 whose C++ kernels are built for its TensorFlow. It needs the demo's cache (cache/demo: the 8000-piece
@@ -543,6 +544,23 @@ def parent_main(args):
                   f"accuracy every {args.eval_every} steps: "
                   f"{' '.join(format(p['accuracy'], '.3f') for p in result['curve'])}; "
                   f"research install {result['research_install'] or '-'}", flush=True)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({
+            "prepared": prepared, "results": results, "failures": failures, "installs": sorted(installs),
+            "settings": settings(args)}, indent=1))
+    report(settings(args), prepared, results, failures, installs, args.write_results,
+           "python benchmarks/finetune_time_to_accuracy.py " + " ".join(sys.argv[1:]))
+
+
+def settings(args) -> dict:
+    """What the report says about how the runs were made."""
+    source = (f"{args.pretrained_dir}" if args.pretrained_dir else
+              f"gin/experiments/demo_pretrain.gin, {args.pretrain_steps} steps, seed 0")
+    return {"runs": args.runs, "steps": args.steps, "eval_every": args.eval_every, "pretrained": source}
+
+
+def report(run_settings, prepared, results, failures, installs, write_results, command):
+    """Prints the table and, with write_results, records it in RESULTS.md."""
     summaries = {f: [run_summary(r) for r in rows] for f, rows in results.items() if rows}
     table = format_table(summaries, failures)
     if len(installs) > 1:
@@ -550,23 +568,30 @@ def parent_main(args):
                   f"versions: {', '.join(sorted(installs))}); our runs are not all of the same code.")
     print()
     print(table)
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"prepared": prepared, "results": results}, indent=1))
-    if args.write_results:
-        command = "python benchmarks/finetune_time_to_accuracy.py " + " ".join(sys.argv[1:])
-        source = (f"{args.pretrained_dir}" if args.pretrained_dir else
-                  f"gin/experiments/demo_pretrain.gin, {args.pretrain_steps} steps, seed 0")
+    if write_results:
         differences = prepared["differences"]
-        body = (f"{_report.machine_description()}; `{command}`; pretrained encoder: {source}; "
-                f"{args.runs} run(s) per side, alternating, each in its own process; {args.steps} steps of batch "
-                f"{BATCH} ({args.steps * BATCH} examples), lr {LEARNING_RATE} (warmup {WARMUP_STEPS}, linear decay), "
-                f"held-out accuracy on {prepared['records']['counts']['validation']} sentences every "
-                f"{args.eval_every} steps. Seconds are training only (inside `trainer.train`, first-step tracing "
-                f"included); evaluation, setup (model, data, checkpoint restore) are excluded and listed apart. "
-                f"Encoder mapping checked before timing: max |ours - Model Garden| sequence output "
+        steps = run_settings["steps"]
+        body = (f"{_report.machine_description()}; `{command}`; pretrained encoder: {run_settings['pretrained']}; "
+                f"{run_settings['runs']} run(s) per side, alternating, each in its own process; {steps} steps of "
+                f"batch {BATCH} ({steps * BATCH} examples), lr {LEARNING_RATE} (warmup {WARMUP_STEPS}, linear "
+                f"decay), held-out accuracy on {prepared['records']['counts']['validation']} sentences every "
+                f"{run_settings['eval_every']} steps. Seconds are training only (inside `trainer.train`, first-step "
+                f"tracing included); evaluation, setup (model, data, checkpoint restore) are excluded and listed "
+                f"apart. Encoder mapping checked before timing: max |ours - Model Garden| sequence output "
                 f"{differences['sequence_output']:.2e}, pooled {differences['pooled_output']:.2e}. "
                 f"Target: Model Garden time / ours >= 3x.\n\n{table}\n")
         _report.write_section("Fine-tuning time to accuracy (benchmarks/finetune_time_to_accuracy.py)", body)
+
+
+def report_from_json(args):
+    """Renders a --json_out file (files written before it saved its settings take them from the flags)."""
+    saved = json.loads(Path(args.report_from).read_text())
+    results = saved["results"]
+    failures = saved.get("failures", {framework: 0 for framework in results})
+    installs = set(saved.get("installs", [r["research_install"] for rows in results.values() for r in rows
+                                          if r["research_install"]]))
+    report(saved.get("settings", settings(args)), saved["prepared"], results, failures, installs,
+           args.write_results, "python benchmarks/finetune_time_to_accuracy.py " + " ".join(sys.argv[1:]))
 
 
 def main():
@@ -584,6 +609,8 @@ def main():
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per fine-tuning run")
     parser.add_argument("--json_out", default="", help="also save every run's curve here")
     parser.add_argument("--write_results", action="store_true", help="write the table into benchmarks/RESULTS.md")
+    parser.add_argument("--report_from", default="", help="a --json_out file: print (and with --write_results "
+                                                          "record) its table; runs nothing")
     parser.add_argument("--child", choices=("pretrain", "finetune"), help=argparse.SUPPRESS)
     parser.add_argument("--framework", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -595,6 +622,8 @@ def main():
         child_pretrain(args)
     elif args.child == "finetune":
         child_finetune(args)
+    elif args.report_from:
+        report_from_json(args)
     else:
         if args.eval_every < 1 or args.steps < max(args.eval_every, WARMUP_STEPS) or args.steps % args.eval_every:
             raise SystemExit(f"--steps must be a multiple of --eval_every and at least {WARMUP_STEPS} (the warmup)")
