@@ -548,8 +548,7 @@ def parent_main(args):
         Path(args.json_out).write_text(json.dumps({
             "prepared": prepared, "results": results, "failures": failures, "installs": sorted(installs),
             "settings": settings(args)}, indent=1))
-    report(settings(args), prepared, results, failures, installs, args.write_results,
-           "python benchmarks/finetune_time_to_accuracy.py " + " ".join(sys.argv[1:]))
+    report(settings(args), prepared, results, failures, installs, args.write_results)
 
 
 def settings(args) -> dict:
@@ -559,8 +558,8 @@ def settings(args) -> dict:
     return {"runs": args.runs, "steps": args.steps, "eval_every": args.eval_every, "pretrained": source}
 
 
-def report(run_settings, prepared, results, failures, installs, write_results, command):
-    """Prints the table and, with write_results, records it in RESULTS.md."""
+def report(run_settings, prepared, results, failures, installs, write_results):
+    """Prints the table and, with write_results, records it in RESULTS.md with this process's command line."""
     summaries = {f: [run_summary(r) for r in rows] for f, rows in results.items() if rows}
     table = format_table(summaries, failures)
     if len(installs) > 1:
@@ -569,6 +568,7 @@ def report(run_settings, prepared, results, failures, installs, write_results, c
     print()
     print(table)
     if write_results:
+        command = "python benchmarks/finetune_time_to_accuracy.py " + " ".join(sys.argv[1:])
         differences = prepared["differences"]
         steps = run_settings["steps"]
         body = (f"{_report.machine_description()}; `{command}`; pretrained encoder: {run_settings['pretrained']}; "
@@ -590,8 +590,7 @@ def report_from_json(args):
     failures = saved.get("failures", {framework: 0 for framework in results})
     installs = set(saved.get("installs", [r["research_install"] for rows in results.values() for r in rows
                                           if r["research_install"]]))
-    report(saved.get("settings", settings(args)), saved["prepared"], results, failures, installs,
-           args.write_results, "python benchmarks/finetune_time_to_accuracy.py " + " ".join(sys.argv[1:]))
+    report(saved.get("settings", settings(args)), saved["prepared"], results, failures, installs, args.write_results)
 
 
 def main():
