@@ -54,10 +54,11 @@ def step_products(task: str, size: str, batch: int = train_bench.BATCH, seq_len:
     def dense(m, k, n):  # y = x W, dX = dY W^T, dW = X^T dY
         return [(1, m, k, n, False, False), (1, m, n, k, False, True), (1, k, m, n, True, False)]
 
+    projections = [(hidden, hidden)] * 3 if qkv == "separate" else [(hidden, 3 * hidden)]
+    weights = projections + [(hidden, hidden), (hidden, intermediate), (intermediate, hidden)]
     products = []
     for _ in range(layers):
-        projections = [(hidden, hidden)] * 3 if qkv == "separate" else [(hidden, 3 * hidden)]
-        for k, n in projections + [(hidden, hidden), (hidden, intermediate), (intermediate, hidden)]:
+        for k, n in weights:
             products += dense(tokens, k, n)
         bh = batch * heads
         products += [
