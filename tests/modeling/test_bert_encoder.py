@@ -166,7 +166,62 @@ def test_attention_dropout_recomputed_in_backward_matches_plain_autodiff():
     assert np.mean(results[0][1].numpy() == 0) > 0.1  # the mask really drops entries of the gradient
 
 
-@pytest.mark.parametrize("name", ["Dropout", "LayerNormalization", "BertEmbeddings", "SelfAttention",
+@pytest.mark.parametrize("name", ["Dense", "Dropout", "LayerNormalization", "BertEmbeddings", "SelfAttention",
                                   "TransformerBlock"])
 def test_layers_are_registered_for_keras_serialization(name):
     assert keras.saving.get_registered_object(f"research>{name}") is getattr(layers, name)
+
+
+def _dense_values_and_gradients(layer, inputs, upstream, jit_compile=False):
+    @tf.function(jit_compile=jit_compile)
+    def step(inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            total = tf.reduce_sum(layer(inputs) * upstream)
+        return [layer(inputs)] + tape.gradient(total, [inputs, layer.kernel, layer.bias])
+
+    return [t.numpy() for t in step(inputs)]
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_dense_with_transposed_kernel_backward_matches_keras_dense(jit_compile):
+    """Same values and gradients (input, kernel, bias) as keras.layers.Dense with the same weights; under
+    XLA it takes Keras' own path."""
+    rng = np.random.RandomState(3)
+    inputs = tf.constant(rng.randn(2, 5, 6).astype(np.float32))
+    upstream = tf.constant(rng.randn(2, 5, 24).astype(np.float32))
+    ours = layers.Dense(24, activation="tanh", transposed_kernel_backward=True)
+    keras_dense = keras.layers.Dense(24, activation="tanh")
+    ours.build((None, None, 6))
+    keras_dense.build((None, None, 6))
+    keras_dense.set_weights(ours.get_weights())
+    for a, b in zip(_dense_values_and_gradients(ours, inputs, upstream, jit_compile),
+                    _dense_values_and_gradients(keras_dense, inputs, upstream)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_dense_transposed_kernel_backward_survives_serialization():
+    layer = layers.Dense(4, transposed_kernel_backward=True)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert isinstance(restored, layers.Dense) and restored.transposed_kernel_backward
+
+
+def test_dense_input_gradient_reads_a_materialized_transposed_kernel():
+    """The float32 backward pass calls the non-inlined transpose (which Grappler cannot fold into the
+    matmul's flag); bfloat16 layers keep Keras' path."""
+    def traced_op_types(dtype):
+        layer = layers.Dense(8, transposed_kernel_backward=True, dtype=dtype)
+        layer.build((None, 4))
+
+        @tf.function
+        def step(inputs):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                total = tf.reduce_sum(tf.cast(layer(inputs), tf.float32))
+            return tape.gradient(total, inputs)
+
+        graph = step.get_concrete_function(tf.TensorSpec([3, 4], tf.float32)).graph
+        return {op.type for op in graph.get_operations()}
+
+    assert {"PartitionedCall", "StatefulPartitionedCall"} & traced_op_types("float32")
+    assert not {"PartitionedCall", "StatefulPartitionedCall"} & traced_op_types("mixed_bfloat16")
