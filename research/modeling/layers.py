@@ -90,12 +90,13 @@ class Dense(keras.layers.Dense):
         if (not self.transposed_kernel_backward or self.lora_enabled or self.quantization_mode
                 or inputs.dtype != tf.float32 or ops.backend.in_xla_context()):
             return super().call(inputs, training=training)
-        # Keras' tensordot (reshape, matmul, reshape) and broadcast add, with the product's own gradient.
+        # Keras' tensordot (reshape, matmul, reshape) with the product's own gradient, then the bias as a
+        # BiasAdd (its gradient a BiasAddGrad, not a broadcast add's Sum over the leading axes).
         flat = tf.reshape(inputs, [-1, tf.shape(inputs)[-1]])
         outputs = _matmul_with_transposed_kernel_backward(flat, tf.convert_to_tensor(self.kernel))
         outputs = tf.reshape(outputs, tf.concat([tf.shape(inputs)[:-1], [self.units]], axis=0))
         if self.bias is not None:
-            outputs = outputs + self.bias
+            outputs = tf.nn.bias_add(outputs, tf.convert_to_tensor(self.bias))
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
