@@ -20,7 +20,6 @@ measure waiting as much as work; the exposed column is then what they add to the
 """
 import argparse
 import collections
-import glob
 import json
 import os
 import sys
@@ -119,30 +118,27 @@ def format_report(summary: dict, header: str, top: int) -> str:
 
 def profile(config: str, precision: str, steps: int, data_dir: Path, serial: bool) -> dict:
     import tensorflow as tf
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    from research.core import profiler_trace
 
     if serial:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     task, size = train_bench.CONFIGS[config]
-    with tempfile.TemporaryDirectory(prefix="step_profile_") as work_dir:
-        run_loop, _ = train_bench.build_ours(task, size, precision, data_dir, steps, 1000, Path(work_dir) / "model")
+    with tempfile.TemporaryDirectory(prefix="step_profile_") as model_dir:
+        run_loop, _ = train_bench.build_ours(task, size, precision, data_dir, steps, 1000, Path(model_dir))
         run_loop()
         run_loop()
         start = time.perf_counter()
         run_loop()
         unprofiled = (time.perf_counter() - start) / steps
-        log_dir = os.path.join(work_dir, "trace")
-        tf.profiler.experimental.start(log_dir)
-        start = time.perf_counter()
-        run_loop()
-        wall = time.perf_counter() - start
-        tf.profiler.experimental.stop()
-        space = xplane_pb2.XSpace()
-        paths = glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"), recursive=True)
-        if len(paths) != 1:
-            raise RuntimeError(f"expected one .xplane.pb trace under {log_dir}, found {paths}")
-        space.ParseFromString(Path(paths[0]).read_bytes())
-    summary = summarize(events_from_xspace(space), steps, wall)
+        wall = []
+
+        def timed_loop():
+            start = time.perf_counter()
+            run_loop()
+            wall.append(time.perf_counter() - start)
+
+        space = profiler_trace.trace(timed_loop)
+    summary = summarize(events_from_xspace(space), steps, wall[0])
     summary.update(config=config, precision=precision, steps=steps, serial=serial,
                    unprofiled_step_ms=unprofiled * 1e3, tensorflow=tf.__version__)
     return summary

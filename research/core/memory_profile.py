@@ -5,11 +5,7 @@ chunks, and which free chunk a request lands in depends on what ran before, so t
 report peaks tens of megabytes apart. The profiler's allocation events carry each tensor's requested
 size, which gives the memory a computation itself needs, independent of that history.
 """
-import glob
-import tempfile
-
-import tensorflow as tf
-from tensorflow.tsl.profiler.protobuf import xplane_pb2
+from research.core import profiler_trace
 
 _ALLOCATION, _DEALLOCATION = "MemoryAllocation", "MemoryDeallocation"
 
@@ -19,18 +15,7 @@ def peak_live_tensor_bytes(fn) -> int:
 
     Only allocations made while `fn` runs count: tensors that already exist are left out.
     """
-    logdir = tempfile.mkdtemp(prefix="memory_profile_")
-    tf.profiler.experimental.start(logdir, options=tf.profiler.experimental.ProfilerOptions(host_tracer_level=3))
-    try:
-        fn()
-    finally:
-        tf.profiler.experimental.stop()
-    paths = glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)
-    if not paths:
-        raise RuntimeError(f"the profiler wrote no trace under {logdir}")
-    space = xplane_pb2.XSpace()
-    with open(paths[0], "rb") as file:
-        space.ParseFromString(file.read())
+    space = profiler_trace.trace(fn, host_tracer_level=3)
     events = []
     for plane in space.planes:
         stat_names = {key: meta.name for key, meta in plane.stat_metadata.items()}
