@@ -11,9 +11,6 @@ import tensorflow as tf
 from research import ops
 
 _LAYER_NORM_EPSILON = 1e-12
-# Added to the attention scores of padding keys, in float32 (where -1e9 is safe); the softmax sees
-# exp(-1e9) == 0 whatever the compute dtype.
-_MASK_NEGATIVE = -1e9
 
 
 def default_initializer(initializer=None):
@@ -35,16 +32,6 @@ def get_activation(identifier):
     if identifier == "gelu":
         return ops.gelu
     return keras.activations.get(identifier)
-
-
-def attention_bias(input_mask):
-    """float32 [batch, 1, 1, seq_len]: 0 for real keys, a large negative for padding keys.
-
-    Args:
-      input_mask: int [batch, seq_len], 1 for real tokens, 0 for padding.
-    """
-    mask = tf.cast(input_mask, tf.float32)
-    return ((1.0 - mask) * _MASK_NEGATIVE)[:, tf.newaxis, tf.newaxis, :]
 
 
 @tf.function(experimental_attributes={"_noinline": True})
@@ -263,8 +250,8 @@ class SelfAttention(keras.layers.Layer):
     """Multi-head self-attention with one fused Q/K/V projection [hidden, 3 * hidden].
 
     call(x [batch, seq_len, hidden], input_mask int32 [batch, seq_len]) -> [batch, seq_len, hidden].
-    Scores are computed in the compute dtype from the query scaled by 1 / sqrt(head size); the padding
-    bias and the softmax are in float32. (The mask goes in as int: Keras casts float arguments of a layer
+    Scores are computed in the compute dtype; their 1 / sqrt(head size) scale, the padding bias and the
+    softmax in float32, in one op (`research.ops.attention_softmax`). (The mask goes in as int: Keras casts float arguments of a layer
     to its compute dtype.)
     """
 
@@ -295,13 +282,8 @@ class SelfAttention(keras.layers.Layer):
         # "bqnd,bknd->bnqk" / "bnqk,bknd->bqnd", which transpose on every call and in their gradients.
         qkv = tf.reshape(self.qkv(x), [batch, seq_len, 3, self.num_heads, self.head_size])
         query, key, value = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))  # each [batch, heads, seq_len, size]
-        # Scaling the query rather than the scores: half the multiplies, and no constant multiply after the
-        # softmax in the backward pass, which Grappler's constant folding would otherwise move into the
-        # forward pass as one more [batch, heads, seq_len, seq_len] tensor held until the backward pass.
-        query = query * tf.cast(1.0 / math.sqrt(self.head_size), query.dtype)
-        scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32)  # [batch, heads, query, key]
-        scores = scores + attention_bias(input_mask)
-        probs = tf.cast(tf.nn.softmax(scores, axis=-1), value.dtype)
+        scores = tf.matmul(query, key, transpose_b=True)  # [batch, heads, query, key]
+        probs = ops.attention_softmax(scores, input_mask, 1.0 / math.sqrt(self.head_size))
         if training and self.dropout.rate > 0:
             context = _attend_with_dropout(probs, value, self.dropout.rate, self.dropout.seed_generator.next(),
                                            self.dropout.backend)

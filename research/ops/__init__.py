@@ -5,6 +5,7 @@ TensorFlow; the library itself loads lazily, on the first op that asks for it.
 """
 from research.ops._loader import TensorFlowVersionMismatchError, check_tensorflow_version
 from research.ops.adamw import apply_adamw
+from research.ops.attention_softmax import attention_softmax
 from research.ops.backend import BACKENDS
 from research.ops.dropout import dropout
 from research.ops.gather_positions import gather_positions
@@ -15,4 +16,4 @@ from research.ops.masked_lm_loss import masked_lm_loss
 
 check_tensorflow_version()
 
-__all__ = ["BACKENDS", "TensorFlowVersionMismatchError", "apply_adamw", "dropout", "gather_positions", "gelu", "layer_norm", "mask_tokens", "masked_lm_loss"]
+__all__ = ["BACKENDS", "TensorFlowVersionMismatchError", "apply_adamw", "attention_softmax", "dropout", "gather_positions", "gelu", "layer_norm", "mask_tokens", "masked_lm_loss"]

@@ -47,3 +47,9 @@ def _layer_norm_grad(op, grad, unused_grad_mean, unused_grad_rstd):
     _, mean, rstd = op.outputs
     dx, dgamma, dbeta = _library().research_layer_norm_grad(grad, x, gamma, mean, rstd)
     return dx, dgamma, dbeta
+
+
+@tf.RegisterGradient("Research>AttentionSoftmax")
+def _attention_softmax_grad(op, grad):
+    """d scores = scale * probs * (d probs - sum(d probs * probs)), from the op's output; the mask has none."""
+    return (_library().research_attention_softmax_grad(grad, op.outputs[0], scale=op.get_attr("scale")), None)
