@@ -1,18 +1,22 @@
-// CPU kernels of Research>Gelu and Research>GeluGrad (contract in gelu_op.cc).
+// CPU kernels of Research>Gelu, Research>GeluGrad, Research>BiasGelu and Research>BiasGeluGrad
+// (contract in gelu_op.cc).
 //
 // One pass over the elements, split over the intra-op threads. float32 and bfloat16 have loops that
 // the compiler vectorizes, compiled for AVX-512 and AVX2 besides the baseline and picked at load time
 // (target_clones): erf and exp are written out as polynomials for that (a libm call would keep the
 // loop scalar). bfloat16 is widened and rounded as raw bits inside the loop; half goes through
 // Eigen's scalar conversions (float16 is a GPU format). Everything is computed in float32 and rounded
-// once.
+// once. The bias variants work row by row; BiasGeluGrad sums the bias gradient per thread part and adds
+// the parts in a fixed order.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/bfloat16_bits.h"
 #include "common/exp_non_positive.h"
+#include "common/parts.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -103,6 +107,64 @@ void GeluGrad(const Eigen::bfloat16* dy, const Eigen::bfloat16* x, Eigen::bfloat
 }
 void GeluGrad(const Eigen::half* dy, const Eigen::half* x, Eigen::half* dx, int64_t n) { GeluGradHalf(dy, x, dx, n); }
 
+// One row of BiasGelu / BiasGeluGrad over n channels; the bias is float32 whatever T. The gradient
+// adds its row into d_bias_sums.
+RESEARCH_GELU_CLONES
+void BiasGeluRowFloat(const float* x, const float* bias, float* y, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] = GeluValue(x[j] + bias[j]);
+}
+
+RESEARCH_GELU_CLONES
+void BiasGeluRowBfloat16(const uint16_t* x, const float* bias, uint16_t* y, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] = FloatToBfloat16Bits(GeluValue(Bfloat16BitsToFloat(x[j]) + bias[j]));
+}
+
+RESEARCH_GELU_CLONES
+void BiasGeluGradRowFloat(const float* dy, const float* x, const float* bias, float* dx, float* d_bias_sums,
+                          int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float d = GeluGradValue(dy[j], x[j] + bias[j]);
+    dx[j] = d;
+    d_bias_sums[j] += d;
+  }
+}
+
+RESEARCH_GELU_CLONES
+void BiasGeluGradRowBfloat16(const uint16_t* dy, const uint16_t* x, const float* bias, uint16_t* dx,
+                             float* d_bias_sums, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float d = GeluGradValue(Bfloat16BitsToFloat(dy[j]), Bfloat16BitsToFloat(x[j]) + bias[j]);
+    dx[j] = FloatToBfloat16Bits(d);
+    d_bias_sums[j] += d;  // the unrounded value, as a float32 sum of the float32 gradient would
+  }
+}
+
+void BiasGeluRow(const float* x, const float* bias, float* y, int64_t n) { BiasGeluRowFloat(x, bias, y, n); }
+void BiasGeluRow(const Eigen::bfloat16* x, const float* bias, Eigen::bfloat16* y, int64_t n) {
+  BiasGeluRowBfloat16(reinterpret_cast<const uint16_t*>(x), bias, reinterpret_cast<uint16_t*>(y), n);
+}
+void BiasGeluGradRow(const float* dy, const float* x, const float* bias, float* dx, float* sums, int64_t n) {
+  BiasGeluGradRowFloat(dy, x, bias, dx, sums, n);
+}
+void BiasGeluGradRow(const Eigen::bfloat16* dy, const Eigen::bfloat16* x, const float* bias, Eigen::bfloat16* dx,
+                     float* sums, int64_t n) {
+  BiasGeluGradRowBfloat16(reinterpret_cast<const uint16_t*>(dy), reinterpret_cast<const uint16_t*>(x), bias,
+                          reinterpret_cast<uint16_t*>(dx), sums, n);
+}
+
+// The bias as float32, checked against x's last axis.
+template <typename T>
+absl::Status BiasAsFloat(const Tensor& x, const Tensor& bias, std::vector<float>* out) {
+  if (x.dims() < 1 || bias.dims() != 1 || bias.dim_size(0) != x.dim_size(x.dims() - 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("bias must be [channels] for x's last axis, got bias ",
+                                                   bias.shape().DebugString(), " for x ", x.shape().DebugString()));
+  }
+  const T* values = bias.flat<T>().data();
+  out->resize(bias.NumElements());
+  for (int64_t j = 0; j < bias.NumElements(); ++j) (*out)[j] = static_cast<float>(values[j]);
+  return absl::OkStatus();
+}
+
 // Runs work(begin, end) over [0, n) on the intra-op threads; `cost` is a rough cycle count per element.
 template <typename Work>
 void ShardElements(OpKernelContext* ctx, int64_t n, int64_t cost, Work work) {
@@ -147,6 +209,81 @@ class GeluGradOp : public OpKernel {
     });
   }
 };
+
+template <typename T>
+class BiasGeluOp : public OpKernel {
+ public:
+  explicit BiasGeluOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    std::vector<float> bias;
+    OP_REQUIRES_OK(ctx, BiasAsFloat<T>(x, ctx->input(1), &bias));
+    Tensor* y = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &y));
+    const int64_t channels = bias.size();
+    if (x.NumElements() == 0) return;
+    const T* in = x.flat<T>().data();
+    T* out = y->flat<T>().data();
+    ShardElements(ctx, x.NumElements() / channels, /*cost=*/8 * channels, [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        BiasGeluRow(in + row * channels, bias.data(), out + row * channels, channels);
+      }
+    });
+  }
+};
+
+template <typename T>
+class BiasGeluGradOp : public OpKernel {
+ public:
+  explicit BiasGeluGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& dy = ctx->input(0);
+    const Tensor& x = ctx->input(1);
+    OP_REQUIRES(ctx, dy.shape() == x.shape(),
+                absl::InvalidArgumentError(absl::StrCat("dy ", dy.shape().DebugString(), " and x ",
+                                                        x.shape().DebugString(), " must have the same shape")));
+    std::vector<float> bias;
+    OP_REQUIRES_OK(ctx, BiasAsFloat<T>(x, ctx->input(2), &bias));
+    Tensor* dx = nullptr;
+    Tensor* d_bias = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0, 1}, 0, x.shape(), &dx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, ctx->input(2).shape(), &d_bias));
+    const int64_t channels = bias.size();
+    const int64_t rows = channels == 0 ? 0 : x.NumElements() / channels;
+    const int64_t threads = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
+    const int64_t parts = std::max<int64_t>(1, std::min(threads, rows * channels / (16 * 1024)));
+    std::vector<float> sums(parts * channels, 0.0f);
+    const T* gradient = dy.flat<T>().data();
+    const T* in = x.flat<T>().data();
+    T* out = dx->flat<T>().data();
+    RunParts(ctx, rows == 0 ? 0 : parts, [&](int64_t part) {
+      float* part_sums = sums.data() + part * channels;
+      for (int64_t row = PartBegin(rows, parts, part); row < PartBegin(rows, parts, part + 1); ++row) {
+        BiasGeluGradRow(gradient + row * channels, in + row * channels, bias.data(), out + row * channels, part_sums,
+                        channels);
+      }
+    });
+    T* bias_out = d_bias->flat<T>().data();
+    for (int64_t j = 0; j < channels; ++j) {
+      float total = 0.0f;
+      for (int64_t p = 0; p < parts; ++p) total += sums[p * channels + j];
+      bias_out[j] = static_cast<T>(total);
+    }
+  }
+};
+
+#define RESEARCH_REGISTER_BIAS_GELU(T)                                                                            \
+  REGISTER_KERNEL_BUILDER(Name("Research>BiasGelu").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
+                          BiasGeluOp<T>);                                                                        \
+  REGISTER_KERNEL_BUILDER(Name("Research>BiasGeluGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
+                          BiasGeluGradOp<T>);
+
+RESEARCH_REGISTER_BIAS_GELU(float);
+RESEARCH_REGISTER_BIAS_GELU(::Eigen::bfloat16);
+
+#undef RESEARCH_REGISTER_BIAS_GELU
 
 #define RESEARCH_REGISTER_GELU(T)                                                                            \
   REGISTER_KERNEL_BUILDER(Name("Research>Gelu").Device(::tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \

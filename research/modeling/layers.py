@@ -63,9 +63,11 @@ def _matmul_with_transposed_kernel_backward(inputs, kernel):
 
 @keras.saving.register_keras_serializable(package="research")
 class Dense(keras.layers.Dense):
-    """`keras.layers.Dense` (same weights, config and checkpoints) with an option for its backward pass.
+    """`keras.layers.Dense` (same weights, config and checkpoints) with two faster paths.
 
-    transposed_kernel_backward: compute the input gradient from a transposed copy of the kernel (see
+    - With the exact GELU of `research.ops` as activation and a bias, the bias add and the activation are
+      one op each way (`research.ops.bias_gelu`), in every dtype.
+    - transposed_kernel_backward: compute the input gradient from a transposed copy of the kernel (see
       `_matmul_with_transposed_kernel_backward`); used in float32 outside XLA, ignored otherwise.
     """
 
@@ -74,14 +76,22 @@ class Dense(keras.layers.Dense):
         self.transposed_kernel_backward = bool(transposed_kernel_backward)
 
     def call(self, inputs, training=None):
-        if (not self.transposed_kernel_backward or self.lora_enabled or self.quantization_mode
-                or inputs.dtype != tf.float32 or ops.backend.in_xla_context()):
+        transposed = (self.transposed_kernel_backward and inputs.dtype == tf.float32
+                      and not ops.backend.in_xla_context())
+        bias_gelu = self.activation is ops.gelu and self.bias is not None
+        if self.lora_enabled or self.quantization_mode or not (transposed or bias_gelu):
             return super().call(inputs, training=training)
-        # Keras' tensordot (reshape, matmul, reshape) with the product's own gradient, then the bias as a
-        # BiasAdd (its gradient a BiasAddGrad, not a broadcast add's Sum over the leading axes).
+        # Keras' tensordot (reshape, matmul, reshape), then the bias as a BiasAdd (its gradient a
+        # BiasAddGrad, not a broadcast add's Sum over the leading axes) or inside the fused GELU.
         flat = tf.reshape(inputs, [-1, tf.shape(inputs)[-1]])
-        outputs = _matmul_with_transposed_kernel_backward(flat, tf.convert_to_tensor(self.kernel))
+        kernel = tf.convert_to_tensor(self.kernel)
+        if transposed:
+            outputs = _matmul_with_transposed_kernel_backward(flat, kernel)
+        else:
+            outputs = tf.matmul(flat, kernel)
         outputs = tf.reshape(outputs, tf.concat([tf.shape(inputs)[:-1], [self.units]], axis=0))
+        if bias_gelu:
+            return ops.bias_gelu(outputs, tf.convert_to_tensor(self.bias))
         if self.bias is not None:
             outputs = tf.nn.bias_add(outputs, tf.convert_to_tensor(self.bias))
         if self.activation is not None:

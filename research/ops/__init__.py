@@ -9,11 +9,11 @@ from research.ops.attention_softmax import attention_softmax
 from research.ops.backend import BACKENDS
 from research.ops.dropout import dropout
 from research.ops.gather_positions import gather_positions
-from research.ops.gelu import gelu
+from research.ops.gelu import bias_gelu, gelu
 from research.ops.layer_norm import layer_norm
 from research.ops.mask_tokens import mask_tokens
 from research.ops.masked_lm_loss import masked_lm_loss
 
 check_tensorflow_version()
 
-__all__ = ["BACKENDS", "TensorFlowVersionMismatchError", "apply_adamw", "attention_softmax", "dropout", "gather_positions", "gelu", "layer_norm", "mask_tokens", "masked_lm_loss"]
+__all__ = ["BACKENDS", "TensorFlowVersionMismatchError", "apply_adamw", "attention_softmax", "bias_gelu", "dropout", "gather_positions", "gelu", "layer_norm", "mask_tokens", "masked_lm_loss"]

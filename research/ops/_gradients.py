@@ -53,3 +53,10 @@ def _layer_norm_grad(op, grad, unused_grad_mean, unused_grad_rstd):
 def _attention_softmax_grad(op, grad):
     """d scores = scale * probs * (d probs - sum(d probs * probs)), from the op's output; the mask has none."""
     return (_library().research_attention_softmax_grad(grad, op.outputs[0], scale=op.get_attr("scale")), None)
+
+
+@tf.RegisterGradient("Research>BiasGelu")
+def _bias_gelu_grad(op, grad):
+    """dx = dy * gelu'(x + bias) and its column sums for the bias, one fused pass."""
+    x, bias = op.inputs
+    return _library().research_bias_gelu_grad(grad, x, bias)

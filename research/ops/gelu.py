@@ -33,3 +33,31 @@ def gelu(x, backend: str = "auto"):
             raise TypeError(f"{OP_NAME}: x must be one of {[d.name for d in DTYPES]}, got {x.dtype.name}")
         return tf.nn.gelu(x, approximate=False)
     return library.research_gelu(x)
+
+
+BIAS_OP_NAME = "Research>BiasGelu"
+BIAS_DTYPES = (tf.float32, tf.bfloat16)
+
+
+def bias_gelu(x, bias, backend: str = "auto"):
+    """gelu(x + bias), the bias added along the last axis: a feed-forward layer's bias and activation.
+
+    One pass forward instead of BiasAdd and Gelu, and one backward instead of GeluGrad and BiasAddGrad
+    (the bias gradient is summed while the input gradient is written). The kernel adds the bias in
+    float32; the twin, `tf.nn.gelu(x + bias, approximate=False)`, in x's dtype.
+
+    Args:
+      x: [..., C] float32 or bfloat16 (other dtypes go to the twin).
+      bias: [C], cast to x's dtype.
+      backend: 'auto', 'native' or 'reference' (see research/ops/backend.py).
+    """
+    x = tf.convert_to_tensor(x, name="x")
+    bias = tf.cast(bias, x.dtype)
+    if bias.shape.rank is not None and bias.shape.rank != 1:
+        raise ValueError(f"{BIAS_OP_NAME}: bias must be [channels], got shape {bias.shape}")
+    library = backend_lib.resolve(BIAS_OP_NAME, backend) if x.dtype in BIAS_DTYPES else None
+    if library is None:
+        if backend == "native":
+            raise TypeError(f"{BIAS_OP_NAME}: x must be one of {[d.name for d in BIAS_DTYPES]}, got {x.dtype.name}")
+        return tf.nn.gelu(x + bias, approximate=False)
+    return library.research_bias_gelu(x, bias)

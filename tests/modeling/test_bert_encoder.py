@@ -177,7 +177,7 @@ def _dense_values_and_gradients(layer, inputs, upstream, jit_compile=False):
     def step(inputs):
         with tf.GradientTape() as tape:
             tape.watch(inputs)
-            total = tf.reduce_sum(layer(inputs) * upstream)
+            total = tf.reduce_sum(tf.cast(layer(inputs), tf.float32) * upstream)
         return [layer(inputs)] + tape.gradient(total, [inputs, layer.kernel, layer.bias])
 
     return [t.numpy() for t in step(inputs)]
@@ -198,6 +198,30 @@ def test_dense_with_transposed_kernel_backward_matches_keras_dense(jit_compile):
     for a, b in zip(_dense_values_and_gradients(ours, inputs, upstream, jit_compile),
                     _dense_values_and_gradients(keras_dense, inputs, upstream)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_dense_with_gelu_uses_the_fused_op_and_matches_keras_dense(policy, transposed):
+    """A research GELU activation with a bias: one BiasGelu op forward (no BiasAdd, no separate Gelu),
+    and the values and all gradients of keras.layers.Dense with the same weights."""
+    rng = np.random.RandomState(4)
+    inputs = tf.constant(rng.randn(2, 5, 6).astype(np.float32))
+    upstream = tf.constant(rng.randn(2, 5, 40).astype(np.float32))
+    ours = layers.Dense(40, activation=ops.gelu, transposed_kernel_backward=transposed, dtype=policy)
+    keras_dense = keras.layers.Dense(40, activation=ops.gelu, dtype=policy)
+    ours.build((None, None, 6))
+    keras_dense.build((None, None, 6))
+    keras_dense.set_weights(ours.get_weights())
+    keras_dense.bias.assign(rng.randn(40).astype(np.float32))
+    ours.bias.assign(keras_dense.bias)
+    tolerance = dict(rtol=1e-5, atol=1e-6) if policy == "float32" else dict(rtol=3e-2, atol=3e-2)
+    for a, b in zip(_dense_values_and_gradients(ours, inputs, upstream),
+                    _dense_values_and_gradients(keras_dense, inputs, upstream)):
+        np.testing.assert_allclose(np.float32(a), np.float32(b), **tolerance)
+    graph = tf.function(ours).get_concrete_function(tf.TensorSpec([None, None, 6])).graph
+    op_types = [op.type for op in graph.get_operations()]
+    assert "Research>BiasGelu" in op_types and "BiasAdd" not in op_types and "Research>Gelu" not in op_types
 
 
 def test_dense_transposed_kernel_backward_survives_serialization():

@@ -97,3 +97,60 @@ def test_it_is_the_models_gelu_and_serializes_as_a_keras_activation(tmp_path):
     loaded = keras.models.load_model(str(tmp_path / "m.keras"))
     x = np.random.RandomState(2).randn(3, 6).astype(np.float32)
     np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-6)
+
+
+def bias_gelu_values_and_gradients(x, bias, backend, upstream):
+    with tf.GradientTape() as tape:
+        tape.watch([x, bias])
+        y = ops.bias_gelu(x, bias, backend=backend)
+    return [y] + tape.gradient(y, [x, bias], output_gradients=upstream)
+
+
+# Channel counts around the 16-wide vector loops, rows too few and enough to split over threads.
+@pytest.mark.parametrize("shape", [[7], [3, 1], [5, 33], [2, 3, 16], [1000, 37], [256, 2048]])
+def test_bias_gelu_float32_native_matches_the_twin(shape):
+    rng = np.random.RandomState(len(shape) + shape[-1])
+    x = tf.constant(np.asarray(rng.randn(*shape) * 3, np.float32))
+    bias = tf.constant(np.asarray(rng.randn(shape[-1]), np.float32))
+    upstream = tf.constant(np.asarray(rng.randn(*shape), np.float32))
+    native = bias_gelu_values_and_gradients(x, bias, "native", upstream)
+    reference = bias_gelu_values_and_gradients(x, bias, "reference", upstream)
+    for n, r in zip(native, reference):
+        assert n.shape == r.shape and n.dtype == tf.float32
+        # The bias gradient sums up to 256 rows in another order than BiasAddGrad.
+        np.testing.assert_allclose(n.numpy(), r.numpy(), rtol=1e-5, atol=2e-5)
+
+
+def test_bias_gelu_bfloat16_results_are_the_float32_results_rounded_once():
+    rng = np.random.RandomState(3)
+    x = tf.cast(rng.randn(300, 37) * 3, tf.bfloat16)
+    bias = tf.cast(rng.randn(37), tf.bfloat16)
+    upstream = tf.cast(rng.randn(300, 37), tf.bfloat16)
+    results = bias_gelu_values_and_gradients(x, bias, "native", upstream)
+    exact = bias_gelu_values_and_gradients(tf.cast(x, tf.float32), tf.cast(bias, tf.float32), "native",
+                                           tf.cast(upstream, tf.float32))
+    for result, value in zip(results, exact):
+        assert result.dtype == tf.bfloat16
+        np.testing.assert_array_equal(tf.bitcast(result, tf.uint16).numpy(),
+                                      tf.bitcast(tf.cast(value, tf.bfloat16), tf.uint16).numpy())
+
+
+def test_bias_gelu_bad_bias_is_named():
+    with pytest.raises(ValueError, match=r"bias must be \[channels\]"):
+        ops.bias_gelu(tf.ones([2, 3]), tf.ones([1, 3]))
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="4"):
+        ops.bias_gelu(tf.ones([2, 3]), tf.ones([4]), backend="native")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"bias must be \[channels\] for x's last axis"):
+        LIBRARY.get().research_bias_gelu_grad(tf.ones([2, 3]), tf.ones([2, 3]), tf.ones([4]))
+
+
+def test_bias_gelu_under_xla_and_other_dtypes_use_the_twin():
+    x = tf.constant(np.linspace(-5, 5, 60, dtype=np.float32).reshape(6, 10))
+    bias = tf.constant(np.linspace(-1, 1, 10, dtype=np.float32))
+    compiled = tf.function(lambda x, b: ops.bias_gelu(x, b), jit_compile=True)(x, bias)
+    np.testing.assert_allclose(compiled.numpy(), ops.bias_gelu(x, bias, backend="native").numpy(), rtol=1e-6,
+                               atol=1e-6)
+    half = ops.bias_gelu(tf.cast(x, tf.float16), bias)
+    assert half.dtype == tf.float16
+    with pytest.raises(TypeError, match="x must be one of"):
+        ops.bias_gelu(tf.cast(x, tf.float16), bias, backend="native")
