@@ -13,7 +13,8 @@ from research.ops.gelu import bias_gelu, gelu
 from research.ops.layer_norm import layer_norm
 from research.ops.mask_tokens import mask_tokens
 from research.ops.masked_lm_loss import masked_lm_loss
+from research.ops.split_heads import merge_heads, split_heads
 
 check_tensorflow_version()
 
-__all__ = ["BACKENDS", "TensorFlowVersionMismatchError", "apply_adamw", "attention_softmax", "bias_gelu", "dropout", "gather_positions", "gelu", "layer_norm", "mask_tokens", "masked_lm_loss"]
+__all__ = ["BACKENDS", "TensorFlowVersionMismatchError", "apply_adamw", "attention_softmax", "bias_gelu", "dropout", "gather_positions", "gelu", "layer_norm", "mask_tokens", "masked_lm_loss", "merge_heads", "split_heads"]

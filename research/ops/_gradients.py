@@ -60,3 +60,19 @@ def _bias_gelu_grad(op, grad):
     """dx = dy * gelu'(x + bias) and its column sums for the bias, one fused pass."""
     x, bias = op.inputs
     return _library().research_bias_gelu_grad(grad, x, bias)
+
+
+@tf.RegisterGradient("Research>SplitHeads")
+def _split_heads_grad(op, *grads):
+    """A copy: the head-major gradients merged back (an unused output's missing gradient is zeros)."""
+    grads = [tf.zeros_like(y) if g is None else g for g, y in zip(grads, op.outputs)]
+    return _library().research_merge_heads(grads)
+
+
+@tf.RegisterGradient("Research>MergeHeads")
+def _merge_heads_grad(op, grad):
+    """A copy: the token-major gradient split back into the inputs' layout (their head count must be static)."""
+    num_heads = op.inputs[0].shape[1]
+    if num_heads is None:
+        raise ValueError(f"Research>MergeHeads gradient: the heads axis of {op.inputs[0]} must be static")
+    return _library().research_split_heads(grad, num_groups=len(op.inputs), num_heads=num_heads)
