@@ -152,6 +152,12 @@ void BiasGeluGradRow(const Eigen::bfloat16* dy, const Eigen::bfloat16* x, const 
                           reinterpret_cast<uint16_t*>(dx), sums, n);
 }
 
+absl::Status CheckSameShape(const Tensor& dy, const Tensor& x) {
+  if (dy.shape() == x.shape()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("dy ", dy.shape().DebugString(), " and x ", x.shape().DebugString(), " must have the same shape"));
+}
+
 // The bias as float32, checked against x's last axis.
 template <typename T>
 absl::Status BiasAsFloat(const Tensor& x, const Tensor& bias, std::vector<float>* out) {
@@ -196,9 +202,7 @@ class GeluGradOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     const Tensor& dy = ctx->input(0);
     const Tensor& x = ctx->input(1);
-    OP_REQUIRES(ctx, dy.shape() == x.shape(),
-                absl::InvalidArgumentError(absl::StrCat("dy ", dy.shape().DebugString(), " and x ",
-                                                        x.shape().DebugString(), " must have the same shape")));
+    OP_REQUIRES_OK(ctx, CheckSameShape(dy, x));
     Tensor* dx = nullptr;
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &dx));
     const T* gradient = dy.flat<T>().data();
@@ -241,9 +245,7 @@ class BiasGeluGradOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     const Tensor& dy = ctx->input(0);
     const Tensor& x = ctx->input(1);
-    OP_REQUIRES(ctx, dy.shape() == x.shape(),
-                absl::InvalidArgumentError(absl::StrCat("dy ", dy.shape().DebugString(), " and x ",
-                                                        x.shape().DebugString(), " must have the same shape")));
+    OP_REQUIRES_OK(ctx, CheckSameShape(dy, x));
     std::vector<float> bias;
     OP_REQUIRES_OK(ctx, BiasAsFloat<T>(x, ctx->input(2), &bias));
     Tensor* dx = nullptr;

@@ -261,8 +261,8 @@ class SelfAttention(keras.layers.Layer):
 
     call(x [batch, seq_len, hidden], input_mask int32 [batch, seq_len]) -> [batch, seq_len, hidden].
     Scores are computed in the compute dtype; their 1 / sqrt(head size) scale, the padding bias and the
-    softmax in float32, in one op (`research.ops.attention_softmax`). (The mask goes in as int: Keras casts float arguments of a layer
-    to its compute dtype.)
+    softmax in float32, in one op (`research.ops.attention_softmax`). (The mask goes in as int: Keras
+    casts float arguments of a layer to its compute dtype.)
     """
 
     def __init__(self, hidden_size, num_heads, dropout_rate=0.1, initializer=None, **kwargs):

@@ -17,4 +17,7 @@ from research.ops.split_heads import merge_heads, split_heads
 
 check_tensorflow_version()
 
-__all__ = ["BACKENDS", "TensorFlowVersionMismatchError", "apply_adamw", "attention_softmax", "bias_gelu", "dropout", "gather_positions", "gelu", "layer_norm", "mask_tokens", "masked_lm_loss", "merge_heads", "split_heads"]
+__all__ = [
+    "BACKENDS", "TensorFlowVersionMismatchError", "apply_adamw", "attention_softmax", "bias_gelu", "dropout",
+    "gather_positions", "gelu", "layer_norm", "mask_tokens", "masked_lm_loss", "merge_heads", "split_heads",
+]
