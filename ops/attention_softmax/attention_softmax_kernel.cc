@@ -3,15 +3,17 @@
 //
 // Rows (one per batch, head and query) are split over the intra-op threads; a row of keys stays in
 // cache between its passes. The row loops are compiled for AVX-512 and AVX2 besides the baseline and
-// picked at load time (target_clones); maxima and sums use kLanes independent accumulators so that
-// they vectorize. bfloat16 rows are widened into float32 scratch rows and rounded once at the end.
+// picked at load time (target_clones); maxima and sums vectorize through common/lane_reductions.h.
+// bfloat16 rows are widened into float32 scratch rows and rounded once at the end.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/bfloat16_bits.h"
 #include "common/exp_non_positive.h"
+#include "common/lane_reductions.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -27,50 +29,21 @@ using ::tensorflow::Tensor;
 
 #define RESEARCH_ATTENTION_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
-constexpr int kLanes = 16;
-
 // probs = softmax(scale * scores + bias) over n keys; probs may be scores.
 RESEARCH_ATTENTION_CLONES
 void SoftmaxRow(const float* scores, const float* bias, int64_t n, float scale, float* probs) {
   for (int64_t j = 0; j < n; ++j) probs[j] = scores[j] * scale + bias[j];
-  float max_lanes[kLanes];
-  std::fill(max_lanes, max_lanes + kLanes, probs[0]);
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int k = 0; k < kLanes; ++k) max_lanes[k] = std::max(max_lanes[k], probs[j + k]);
-  }
-  float max = max_lanes[0];
-  for (int k = 1; k < kLanes; ++k) max = std::max(max, max_lanes[k]);
-  for (; j < n; ++j) max = std::max(max, probs[j]);
-  float sum_lanes[kLanes] = {};
-  for (j = 0; j + kLanes <= n; j += kLanes) {
-    for (int k = 0; k < kLanes; ++k) {
-      probs[j + k] = ExpNonPositive(probs[j + k] - max);
-      sum_lanes[k] += probs[j + k];
-    }
-  }
-  float sum = 0.0f;
-  for (int k = 0; k < kLanes; ++k) sum += sum_lanes[k];
-  for (; j < n; ++j) {
-    probs[j] = ExpNonPositive(probs[j] - max);
-    sum += probs[j];
-  }
+  const float max = LaneMax(probs, n);
+  const float sum = LaneSum(n, [&](int64_t j) { return probs[j] = ExpNonPositive(probs[j] - max); });
   const float inverse = 1.0f / sum;
-  for (j = 0; j < n; ++j) probs[j] *= inverse;
+  for (int64_t j = 0; j < n; ++j) probs[j] *= inverse;
 }
 
 // d_scores = scale * probs * (d_probs - sum(d_probs * probs)) over n keys; d_scores may alias either input.
 RESEARCH_ATTENTION_CLONES
 void SoftmaxGradRow(const float* d_probs, const float* probs, int64_t n, float scale, float* d_scores) {
-  float dot_lanes[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int k = 0; k < kLanes; ++k) dot_lanes[k] += d_probs[j + k] * probs[j + k];
-  }
-  float dot = 0.0f;
-  for (int k = 0; k < kLanes; ++k) dot += dot_lanes[k];
-  for (; j < n; ++j) dot += d_probs[j] * probs[j];
-  for (j = 0; j < n; ++j) d_scores[j] = (d_probs[j] - dot) * probs[j] * scale;
+  const float dot = LaneSum(n, [&](int64_t j) { return d_probs[j] * probs[j]; });
+  for (int64_t j = 0; j < n; ++j) d_scores[j] = (d_probs[j] - dot) * probs[j] * scale;
 }
 
 RESEARCH_ATTENTION_CLONES
@@ -83,7 +56,7 @@ void NarrowRow(const float* in, int64_t n, uint16_t* out) {
   for (int64_t j = 0; j < n; ++j) out[j] = FloatToBfloat16Bits(in[j]);
 }
 
-// One row of each op for T; `scratch` holds 2 n floats.
+// One row of each op for T; `scratch` holds 2 n floats for bfloat16 and is unused for float.
 void ForwardRow(const float* scores, const float* bias, int64_t n, float scale, float* probs, float*) {
   SoftmaxRow(scores, bias, n, scale, probs);
 }
@@ -105,13 +78,15 @@ void BackwardRow(const Eigen::bfloat16* d_probs, const Eigen::bfloat16* probs, i
   NarrowRow(scratch, n, reinterpret_cast<uint16_t*>(d_scores));
 }
 
-// Runs work(first_row, end_row, scratch) over [0, rows) on the intra-op threads.
-template <typename Work>
+// Runs work(first_row, end_row, scratch) over [0, rows) on the intra-op threads, with the scratch
+// that rows of T need (none for float).
+template <typename T, typename Work>
 void ShardRows(OpKernelContext* ctx, int64_t rows, int64_t row_length, Work work) {
   auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+  const int64_t scratch_length = std::is_same_v<T, float> ? 0 : 2 * row_length;
   ::tensorflow::Shard(workers->NumThreads(), workers, rows, /*cost_per_unit=*/row_length * 20,
                       [&](int64_t begin, int64_t end) {
-                        std::vector<float> scratch(2 * row_length);
+                        std::vector<float> scratch(scratch_length);
                         work(begin, end, scratch.data());
                       });
 }
@@ -148,7 +123,7 @@ class AttentionSoftmaxOp : public OpKernel {
     for (int64_t i = 0; i < batch * keys; ++i) bias[i] = (1.0f - static_cast<float>(mask[i])) * padding_bias_;
     const T* in = scores.flat<T>().data();
     T* out = probs->flat<T>().data();
-    ShardRows(ctx, batch * rows_per_example, keys, [&](int64_t begin, int64_t end, float* scratch) {
+    ShardRows<T>(ctx, batch * rows_per_example, keys, [&](int64_t begin, int64_t end, float* scratch) {
       for (int64_t row = begin; row < end; ++row) {
         ForwardRow(in + row * keys, bias.data() + (row / rows_per_example) * keys, keys, scale_, out + row * keys,
                    scratch);
@@ -182,7 +157,7 @@ class AttentionSoftmaxGradOp : public OpKernel {
     const T* gradient = d_probs.flat<T>().data();
     const T* in = probs.flat<T>().data();
     T* out = d_scores->flat<T>().data();
-    ShardRows(ctx, probs.NumElements() / keys, keys, [&](int64_t begin, int64_t end, float* scratch) {
+    ShardRows<T>(ctx, probs.NumElements() / keys, keys, [&](int64_t begin, int64_t end, float* scratch) {
       for (int64_t row = begin; row < end; ++row) {
         BackwardRow(gradient + row * keys, in + row * keys, keys, scale_, out + row * keys, scratch);
       }

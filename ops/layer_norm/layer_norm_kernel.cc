@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/lane_reductions.h"
 #include "common/parts.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
@@ -26,32 +27,10 @@ using ::tensorflow::TensorShape;
 
 #define RESEARCH_LN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
-// Sums use kLanes independent accumulators so that the loops vectorize (a single float accumulator
-// is a serial dependency chain the compiler may not reorder).
-constexpr int kLanes = 16;
-
-inline float AddLanes(const float* lanes) {
-  float total = 0.0f;
-  for (int k = 0; k < kLanes; ++k) total += lanes[k];
-  return total;
-}
-
 RESEARCH_LN_CLONES
 void RowStatistics(const float* x, int64_t n, float epsilon, float* mean_out, float* rstd_out) {
-  float lanes[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int k = 0; k < kLanes; ++k) lanes[k] += x[j + k];
-  }
-  float sum = AddLanes(lanes);
-  for (; j < n; ++j) sum += x[j];
-  const float mean = sum / static_cast<float>(n);
-  float square_lanes[kLanes] = {};
-  for (j = 0; j + kLanes <= n; j += kLanes) {
-    for (int k = 0; k < kLanes; ++k) square_lanes[k] += (x[j + k] - mean) * (x[j + k] - mean);
-  }
-  float squares = AddLanes(square_lanes);
-  for (; j < n; ++j) squares += (x[j] - mean) * (x[j] - mean);
+  const float mean = LaneSum(n, [&](int64_t j) { return x[j]; }) / static_cast<float>(n);
+  const float squares = LaneSum(n, [&](int64_t j) { return (x[j] - mean) * (x[j] - mean); });
   *mean_out = mean;
   *rstd_out = 1.0f / std::sqrt(squares / static_cast<float>(n) + epsilon);
 }
@@ -65,6 +44,7 @@ void RowForward(const float* x, int64_t n, float mean, float rstd, const float* 
 RESEARCH_LN_CLONES
 void RowBackward(const float* x, const float* dy, int64_t n, float mean, float rstd, const float* gamma, float* dx,
                  float* dgamma, float* dbeta) {
+  // Both sums and the gamma and beta gradients in one pass over the row.
   float g_lanes[kLanes] = {}, g_xhat_lanes[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
@@ -77,7 +57,7 @@ void RowBackward(const float* x, const float* dy, int64_t n, float mean, float r
       dbeta[j + k] += dy[j + k];
     }
   }
-  float sum_g = AddLanes(g_lanes), sum_g_xhat = AddLanes(g_xhat_lanes);
+  float sum_g = SumOfLanes(g_lanes), sum_g_xhat = SumOfLanes(g_xhat_lanes);
   for (; j < n; ++j) {
     const float xhat = (x[j] - mean) * rstd;
     const float g = dy[j] * gamma[j];
