@@ -2,6 +2,7 @@
 import keras
 import tensorflow as tf
 
+from research import ops
 from research.data import features
 from research.modeling import layers
 
@@ -19,6 +20,12 @@ class BertEncoder(keras.Model):
       `encoder_outputs`, a list of num_layers tensors [batch, seq_len, hidden_size], one per layer;
     all in the compute dtype of the dtype policy (bfloat16 under 'mixed_bfloat16': cast to float32
     before a loss). Variables are created at construction, so `get_embedding_table()` works at once.
+
+    `call(inputs, output_positions=positions)` (int32 [batch, P]) runs the last layer only at those
+    positions and the [CLS] token (its keys and values still span the sequence): `sequence_output` and
+    the last of `encoder_outputs` are then [batch, P, hidden], the full outputs gathered at `positions`,
+    and `pooled_output` is unchanged. This is Model Garden's `output_range` for scattered positions: a
+    masked-LM loss reads only the masked positions, and the rest of the last layer is work nothing uses.
     """
 
     def __init__(self, vocab_size, hidden_size=768, num_layers=12, num_attention_heads=12, intermediate_size=3072,
@@ -67,7 +74,7 @@ class BertEncoder(keras.Model):
         """The word-embedding variable, float32 [vocab_size, hidden_size]."""
         return self.embeddings.word_embeddings.embeddings
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, output_positions=None):
         if isinstance(inputs, (list, tuple)):
             word_ids, input_mask, type_ids = inputs
         else:
@@ -78,15 +85,26 @@ class BertEncoder(keras.Model):
         type_ids = tf.cast(type_ids, tf.int32)
         x = self.embeddings(word_ids, type_ids, training=training)
         input_mask = tf.cast(input_mask, tf.int32)
+        if output_positions is None:
+            rows = None
+        else:
+            # The [CLS] row first, for the pooler; the requested positions after it.
+            output_positions = tf.cast(output_positions, tf.int32)
+            cls_rows = tf.zeros([tf.shape(output_positions)[0], 1], tf.int32)
+            rows = tf.concat([cls_rows, output_positions], axis=1)
+            if not self.transformer_layers:
+                x = ops.gather_positions(x, rows)
         encoder_outputs = []
-        for block in self.transformer_layers:
-            x = block(x, input_mask, training=training)
+        last = len(self.transformer_layers) - 1
+        for i, block in enumerate(self.transformer_layers):
+            x = block(x, input_mask, training=training, query_positions=rows if i == last else None)
             encoder_outputs.append(x)
-        return {
-            "sequence_output": x,
-            "pooled_output": self.pooler(x[:, 0, :]),
-            "encoder_outputs": encoder_outputs,
-        }
+        pooled_output = self.pooler(x[:, 0, :])
+        if rows is not None:
+            x = x[:, 1:, :]
+            if encoder_outputs:
+                encoder_outputs[-1] = x
+        return {"sequence_output": x, "pooled_output": pooled_output, "encoder_outputs": encoder_outputs}
 
     def get_config(self):
         config = super().get_config()

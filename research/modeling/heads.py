@@ -72,8 +72,11 @@ class MaskedLMHead(keras.layers.Layer):
 
     def _transform(self, sequence_output, masked_lm_positions):
         """float32 [batch * P, hidden]: the transformed hidden states at the masked positions."""
-        positions = tf.cast(masked_lm_positions, tf.int32)
-        gathered = ops.gather_positions(sequence_output, positions, backend=self.backend)  # [batch, P, hidden]
+        if masked_lm_positions is None:
+            gathered = sequence_output
+        else:
+            positions = tf.cast(masked_lm_positions, tf.int32)
+            gathered = ops.gather_positions(sequence_output, positions, backend=self.backend)  # [batch, P, hidden]
         flat = tf.reshape(gathered, [-1, self.hidden_size])
         return tf.cast(self.layer_norm(self.dense(flat)), tf.float32)
 
@@ -83,7 +86,9 @@ class MaskedLMHead(keras.layers.Layer):
 
         Args:
           sequence_output: [batch, seq_len, hidden], float32 or the compute dtype.
-          masked_lm_positions: int32 [batch, P].
+          masked_lm_positions: int32 [batch, P]; None when `sequence_output` already holds the hidden
+            states at the masked positions, [batch, P, hidden] (an encoder called with
+            `output_positions`).
           masked_lm_ids: int32 [batch, P], the original ids; required for output='loss'.
           masked_lm_weights: float32 [batch, P], 1 for real predictions and 0 for padding; None means
             all ones.
@@ -96,7 +101,8 @@ class MaskedLMHead(keras.layers.Layer):
         """
         if output not in OUTPUTS:
             raise ValueError(f"MaskedLMHead: output must be one of {OUTPUTS}, got {output!r}")
-        batch, num_predictions = tf.shape(masked_lm_positions)[0], tf.shape(masked_lm_positions)[1]
+        leading = tf.shape(sequence_output if masked_lm_positions is None else masked_lm_positions)
+        batch, num_predictions = leading[0], leading[1]
         hidden = self._transform(sequence_output, masked_lm_positions)
         matmul_dtype = tf.bfloat16 if self.compute_dtype == "bfloat16" else tf.float32
         table = _read_float32(self.embedding_table)

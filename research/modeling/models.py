@@ -24,17 +24,27 @@ class BertPretrainer(keras.Model):
         encoder's activation and initializer.
       classification_heads: layers applied to `sequence_output` (e.g.
         `ClassificationHead(num_classes=2, name='next_sentence')`), their outputs keyed by layer name.
+      masked_positions_only: run the encoder's last layer only at the masked positions (its
+        `output_positions`; the encoder must accept them, as BertEncoder does). The loss and every
+        gradient are unchanged; the last layer costs about a quarter as much, and `sequence_output`
+        is [batch, P, hidden] at the masked positions. Not with classification heads, which read
+        whole sequences.
 
     call(inputs): `inputs` holds the encoder inputs plus `masked_lm_positions` int32 [batch, P],
     `masked_lm_ids` int32 [batch, P] and `masked_lm_weights` float32 [batch, P] (optional). Returns a dict
     of `mlm_per_position_loss` float32 [batch, P] (weight * cross-entropy), `mlm_predicted_ids` int32
-    [batch, P] (-1 where the weight is 0), `sequence_output` [batch, seq_len, hidden], `pooled_output`
+    [batch, P] (-1 where the weight is 0), `sequence_output` [batch, seq_len, hidden] ([batch, P, hidden]
+    with masked_positions_only), `pooled_output`
     [batch, hidden] and one float32 [batch, num_classes] entry per classification head.
     """
 
-    def __init__(self, encoder, mlm_head=None, classification_heads=None, **kwargs):
+    def __init__(self, encoder, mlm_head=None, classification_heads=None, masked_positions_only=False, **kwargs):
         super().__init__(**kwargs)
+        if masked_positions_only and classification_heads:
+            raise ValueError("BertPretrainer: masked_positions_only=True leaves no whole sequence for the "
+                             f"classification heads {[head.name for head in classification_heads]}")
         self.encoder = encoder
+        self.masked_positions_only = masked_positions_only
         if mlm_head is None:
             mlm_head = MaskedLMHead(encoder.get_embedding_table(), activation=getattr(encoder, "activation", "gelu"),
                                     initializer=getattr(encoder, "initializer", None), name="masked_lm")
@@ -50,9 +60,14 @@ class BertPretrainer(keras.Model):
             setattr(self, f"classification_head_{head.name}", head)
 
     def call(self, inputs, training=None):
-        outputs = self.encoder(_encoder_inputs(inputs), training=training)
+        positions = inputs[features.MASKED_LM_POSITIONS]
+        if self.masked_positions_only:
+            outputs = self.encoder(_encoder_inputs(inputs), training=training, output_positions=positions)
+            positions = None  # sequence_output is already at the masked positions
+        else:
+            outputs = self.encoder(_encoder_inputs(inputs), training=training)
         sequence_output = outputs["sequence_output"]
-        mlm = self.masked_lm(sequence_output, inputs[features.MASKED_LM_POSITIONS], inputs[features.MASKED_LM_IDS],
+        mlm = self.masked_lm(sequence_output, positions, inputs[features.MASKED_LM_IDS],
                              inputs.get(features.MASKED_LM_WEIGHTS), output="loss", training=training)
         result = {
             "mlm_per_position_loss": mlm["per_position_loss"],
@@ -75,7 +90,8 @@ class BertPretrainer(keras.Model):
         config = super().get_config()
         config.update(encoder=keras.saving.serialize_keras_object(self.encoder),
                       mlm_head=keras.saving.serialize_keras_object(self.masked_lm),
-                      classification_heads=[keras.saving.serialize_keras_object(h) for h in self.classification_heads])
+                      classification_heads=[keras.saving.serialize_keras_object(h) for h in self.classification_heads],
+                      masked_positions_only=self.masked_positions_only)
         return config
 
     @classmethod

@@ -31,6 +31,29 @@ def test_shapes_and_dtypes():
     np.testing.assert_allclose(encoder(as_list)["sequence_output"].numpy(), outputs["sequence_output"].numpy())
 
 
+@pytest.mark.parametrize("num_layers", [2, 0])
+def test_output_positions_match_the_full_outputs_gathered(num_layers):
+    encoder = tiny_encoder(num_layers=num_layers)
+    inputs = encoder_inputs(lengths=(8, 5))
+    positions = np.array([[1, 7, 3], [4, 0, 0]], np.int32)  # row 1: padded with position 0, as records are
+    full = encoder(inputs)
+    part = encoder(inputs, output_positions=positions)
+    expected = tf.gather(full["sequence_output"], positions, batch_dims=1).numpy()
+    assert part["sequence_output"].shape == (2, 3, HIDDEN)
+    np.testing.assert_allclose(part["sequence_output"].numpy(), expected, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(part["pooled_output"].numpy(), full["pooled_output"].numpy(), atol=1e-6, rtol=0)
+    assert len(part["encoder_outputs"]) == num_layers
+    for i in range(num_layers - 1):  # the layers before the last run everywhere, as without positions
+        np.testing.assert_allclose(part["encoder_outputs"][i].numpy(), full["encoder_outputs"][i].numpy(),
+                                   atol=1e-6, rtol=0)
+    if num_layers:
+        np.testing.assert_array_equal(part["encoder_outputs"][-1].numpy(), part["sequence_output"].numpy())
+    # No positions at all: only the [CLS] row runs through the last layer, for the pooler.
+    none = encoder(inputs, output_positions=np.zeros((2, 0), np.int32))
+    assert none["sequence_output"].shape == (2, 0, HIDDEN)
+    np.testing.assert_allclose(none["pooled_output"].numpy(), full["pooled_output"].numpy(), atol=1e-6, rtol=0)
+
+
 def test_padding_is_masked():
     encoder = tiny_encoder()
     inputs = encoder_inputs(lengths=(8, 5))

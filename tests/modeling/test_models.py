@@ -61,6 +61,37 @@ def test_pretrainer_mixed_bfloat16_gradients():
     assert all(np.all(np.isfinite(tf.convert_to_tensor(g).numpy())) for g in grads)
 
 
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_pretrainer_masked_positions_only_keeps_loss_and_gradients(backend):
+    encoder = tiny_encoder()
+    head = MaskedLMHead(encoder.get_embedding_table(), backend=backend, name="masked_lm")
+    everywhere = BertPretrainer(encoder, mlm_head=head)
+    masked_only = BertPretrainer(encoder, mlm_head=head, masked_positions_only=True)
+    inputs = {k: tf.constant(v) for k, v in pretraining_inputs().items()}
+    variables = [v for v in everywhere.trainable_variables if "/pooler/" not in v.path]  # pooler: unused
+
+    def loss_and_grads(model):
+        with tf.GradientTape() as tape:
+            outputs = model(inputs, training=True)
+            loss = tf.reduce_sum(outputs["mlm_per_position_loss"])
+        return outputs, loss, [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+
+    full, full_loss, full_grads = loss_and_grads(everywhere)
+    part, part_loss, part_grads = loss_and_grads(masked_only)
+    np.testing.assert_allclose(float(part_loss), float(full_loss), rtol=1e-6)
+    np.testing.assert_array_equal(part["mlm_predicted_ids"].numpy(), full["mlm_predicted_ids"].numpy())
+    for variable, a, b in zip(variables, full_grads, part_grads):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-6, rtol=1e-5, err_msg=variable.path)
+    assert part["sequence_output"].shape == (2, P, HIDDEN)
+    positions = inputs["masked_lm_positions"]
+    np.testing.assert_allclose(part["sequence_output"].numpy(),
+                               tf.gather(full["sequence_output"], positions, batch_dims=1).numpy(), atol=1e-6)
+    assert BertPretrainer.from_config(masked_only.get_config()).masked_positions_only
+    with pytest.raises(ValueError, match="masked_positions_only.*next_sentence"):
+        BertPretrainer(encoder, classification_heads=[ClassificationHead(num_classes=2, name="next_sentence")],
+                       masked_positions_only=True)
+
+
 def test_pretrainer_config_checkpoint_and_keras_file(tmp_path):
     model = _pretrainer()
     inputs = pretraining_inputs()
