@@ -167,6 +167,39 @@ def test_classifier_classes_and_regression():
     assert set(regression.checkpoint_items) == {"encoder", "score"}
 
 
+def test_classifier_runs_the_last_layer_at_cls_only_with_the_same_logits_and_gradients(monkeypatch):
+    encoder = tiny_encoder()
+    classifier = BertClassifier(encoder, num_classes=3, dropout_rate=0.0)
+    inputs = {k: tf.constant(v) for k, v in encoder_inputs().items()}
+    variables = classifier.trainable_variables
+
+    def full_encoder_logits():  # the same head on the pooled output of a full encoder pass
+        return classifier.classifier(encoder(inputs)["pooled_output"])
+
+    def logits_and_grads(forward):
+        with tf.GradientTape() as tape:
+            logits = forward()
+            loss = tf.reduce_sum(logits * tf.constant([[1.0, -2.0, 0.5]]))
+        return logits, [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+
+    full, full_grads = logits_and_grads(full_encoder_logits)
+    cls_only, cls_only_grads = logits_and_grads(lambda: classifier(inputs, training=True))
+    np.testing.assert_allclose(cls_only.numpy(), full.numpy(), atol=1e-6, rtol=1e-6)
+    for variable, a, b in zip(variables, full_grads, cls_only_grads):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-6, rtol=1e-5, err_msg=variable.path)
+    # The last layer's FFN saw one row per example: [CLS].
+    intermediate = encoder.transformer_layers[-1].intermediate
+    ffn_rows, ffn_call = [], intermediate.call
+
+    def counting_call(x, *args, **kwargs):
+        ffn_rows.append(x.shape[1])
+        return ffn_call(x, *args, **kwargs)
+
+    monkeypatch.setattr(intermediate, "call", counting_call)
+    classifier(inputs)
+    assert ffn_rows == [1]
+
+
 def test_classifier_without_encoder_pooler():
     encoder = tiny_encoder()
     inputs = encoder_inputs()
