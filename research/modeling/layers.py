@@ -261,9 +261,10 @@ class SelfAttention(keras.layers.Layer):
 
     call(x [batch, seq_len, hidden], input_mask int32 [batch, seq_len]) -> [batch, seq_len, hidden];
     with `query_positions` int32 [batch, Q], only those positions attend (keys and values still span the
-    sequence) and the result is [batch, Q, hidden]. Scores are computed in the compute dtype; their 1 / sqrt(head size) scale, the padding bias and the
-    softmax in float32, in one op (`research.ops.attention_softmax`). (The mask goes in as int: Keras
-    casts float arguments of a layer to its compute dtype.)
+    sequence) and the result is [batch, Q, hidden]. Scores are computed in the compute dtype; their
+    1 / sqrt(head size) scale, the padding bias and the softmax in float32, in one op
+    (`research.ops.attention_softmax`). (The mask goes in as int: Keras casts float arguments of a layer
+    to its compute dtype.)
     """
 
     def __init__(self, hidden_size, num_heads, dropout_rate=0.1, initializer=None, **kwargs):
