@@ -42,6 +42,7 @@ def test_bert_base_pretrain_builds_with_tiny_overrides(tmp_path):
                              "MAX_PREDICTIONS_PER_SEQ = 4", f"MODEL_DIR = '{tmp_path}/run'"]
     result = dry_run("bert_base_pretrain.gin", params)
     assert result.model.encoder.get_embedding_table().shape == (60, 16)
+    assert result.model.masked_positions_only  # bound in gin/tasks/masked_lm.gin
 
 
 def test_missing_required_value_is_named():

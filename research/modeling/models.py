@@ -51,6 +51,9 @@ class BertPretrainer(keras.Model):
 
     def __init__(self, encoder, mlm_head=None, classification_heads=None, masked_positions_only=False, **kwargs):
         super().__init__(**kwargs)
+        if not isinstance(masked_positions_only, bool):
+            raise ValueError("BertPretrainer: masked_positions_only must be True or False, got "
+                             f"{masked_positions_only!r}")
         if masked_positions_only and classification_heads:
             raise ValueError("BertPretrainer: masked_positions_only=True leaves no whole sequence for the "
                              f"classification heads {[head.name for head in classification_heads]}")

@@ -87,6 +87,8 @@ def test_pretrainer_masked_positions_only_keeps_loss_and_gradients(backend):
     np.testing.assert_allclose(part["sequence_output"].numpy(),
                                tf.gather(full["sequence_output"], positions, batch_dims=1).numpy(), atol=1e-6)
     assert BertPretrainer.from_config(masked_only.get_config()).masked_positions_only
+    with pytest.raises(ValueError, match="masked_positions_only must be True or False, got 'yes'"):
+        BertPretrainer(encoder, masked_positions_only="yes")
     with pytest.raises(ValueError, match="masked_positions_only.*next_sentence"):
         BertPretrainer(encoder, classification_heads=[ClassificationHead(num_classes=2, name="next_sentence")],
                        masked_positions_only=True)
