@@ -19,11 +19,11 @@ import os
 import gin
 from absl import app, flags, logging
 
+from research import resources
 from research.core import distribute, launch
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-_GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin files, applied in order.")
+_GIN_FILE = flags.DEFINE_multi_string(
+    "gin_file", [], "Gin files, applied in order: a path, or a shipped experiment's name (demo_pretrain).")
 _GIN_PARAM = flags.DEFINE_multi_string("gin_param", [], "Gin bindings applied after the files, e.g. 'X.y = 1'.")
 _MODE = flags.DEFINE_enum("mode", None, list(launch.MODES), "Overrides the mode bound in gin.")
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Overrides the model_dir bound in gin.")
@@ -53,10 +53,12 @@ def parse_gin(gin_files, gin_params) -> None:
     """Parses the experiment; errors name the file, line and binding (gin adds them)."""
     if not gin_files:
         raise app.UsageError("--gin_file is required, e.g. --gin_file=gin/experiments/demo_pretrain.gin")
-    for path in gin_files:
-        if not os.path.exists(path):
-            raise app.UsageError(f"--gin_file {path!r} does not exist")
-    gin.add_config_file_search_path(REPO_ROOT)  # experiments `include 'gin/models/bert_tiny.gin'` from anywhere
+    try:
+        gin_files = [resources.resolve_gin_file(path) for path in gin_files]
+    except FileNotFoundError as error:
+        raise app.UsageError(str(error)) from None
+    # Experiments `include 'gin/models/bert_tiny.gin'`: found in the shipped files from any directory.
+    gin.add_config_file_search_path(str(resources.resource_root()))
     gin.parse_config_files_and_bindings(gin_files, gin_params, finalize_config=True)
 
 

@@ -53,6 +53,7 @@ def launch(*, task_class: type, config: config_definitions.ExperimentConfig, mod
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not model_dir:
         raise ValueError("model_dir is empty: pass --model_dir or bind MODEL_DIR in the gin file")
+    model_dir = absolute_path(model_dir)
     strategy = distribution_strategy()
     if seed is not None:
         keras.utils.set_random_seed(seed)
@@ -72,6 +73,15 @@ def launch(*, task_class: type, config: config_definitions.ExperimentConfig, mod
         with tf.io.gfile.GFile(os.path.join(model_dir, OPERATIVE_CONFIG_NAME), "w") as config_file:
             config_file.write(operative_config())
     return LaunchResult(model=model, eval_logs=eval_logs, model_dir=model_dir)
+
+
+def absolute_path(path: str) -> str:
+    """A local path made absolute against the working directory; URLs (gs://, s3://, ...) unchanged.
+
+    The run resolves its directories once, at the start, so that checkpoints, logs and the printed
+    summary name one place whatever the process does with its working directory later.
+    """
+    return path if "://" in path else os.path.abspath(path)
 
 
 def _dry_run(task, strategy: tf.distribute.Strategy):

@@ -165,8 +165,9 @@ class _ExperimentRunner:
             state = None
         if state is not None:
             paths.update(path for path in [state.model_checkpoint_path, *state.all_model_checkpoint_paths] if path)
+        # The state file's paths come back already joined onto model_dir (tf.train.get_checkpoint_state
+        # prepends it to relative ones), as do the glob's: joining again broke relative model_dirs.
         paths.update(path[:-len(".index")] for path in tf.io.gfile.glob(os.path.join(self.model_dir, "ckpt-*.index")))
-        paths = {path if os.path.isabs(path) else os.path.join(self.model_dir, path) for path in paths}
 
         def number(path):
             match = re.search(r"-(\d+)$", path)

@@ -13,20 +13,17 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from research import resources
 from research.data import build_pretraining_data, tokenizer
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-AUSTEN_TEXT = REPO_ROOT / "third_party" / "austen" / "austen.txt"
-MOVIE_REVIEWS_TSV = REPO_ROOT / "third_party" / "movie_reviews" / "vader_movie_binary.tsv"
+AUSTEN_TEXT = "third_party/austen/austen.txt"
+MOVIE_REVIEWS_TSV = "third_party/movie_reviews/vader_movie_binary.tsv"
 DEFAULT_CACHE_DIR = "cache/demo"
 
 
-def shipped_file(path: Path) -> str:
-    """The path of a shipped corpus; FileNotFoundError when the package runs outside its source tree."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: the demo corpora ship with the source tree (third_party/), "
-                                "so run the demo from a clone of the repository")
-    return str(path)
+def shipped_file(relative: str) -> str:
+    """The path of a shipped corpus (in the installed package or the source tree)."""
+    return str(resources.resource_path(relative))
 
 
 def prepare_pretraining_demo(cache_dir: str = DEFAULT_CACHE_DIR, *, vocab_size: int = 8000, seq_len: int = 128,

@@ -20,7 +20,3 @@ def test_demo_records_are_built_once_cached_and_feed_the_pipeline(tmp_path):
     assert batch[features.INPUT_WORD_IDS].shape == (8, 64)
     assert np.all(batch[features.MASKED_LM_WEIGHTS].numpy().sum(axis=1) >= 1)
 
-
-def test_a_missing_corpus_says_where_the_demo_data_lives(tmp_path):
-    with pytest.raises(FileNotFoundError, match="ship with the source tree"):
-        demo_data.shipped_file(tmp_path / "austen.txt")
