@@ -5,8 +5,11 @@ with the working directory set to a fresh directory, a shipped experiment named 
 relative `--model_dir` / `INIT_CHECKPOINT`, as the README's own commands do.
 """
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,38 @@ def test_relative_model_dir_resumes_and_evaluates_from_another_directory(tmp_pat
     assert tuned.returncode == 0, tuned.stderr[-3000:]
     assert "Restored the encoder from" in tuned.stderr and str(Path("runs") / "pre" / "ckpt-6") in tuned.stderr
     assert (work / "runs" / "tuned" / "ckpt-4.index").exists()
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_exits_at_once_without_a_checkpoint(tmp_path):
+    records = write_pretraining_records(tmp_path / "records")
+    params = TINY + ["VOCAB_SIZE = 60", f"TRAIN_DATA = '{records}'", f"EVAL_DATA = '{records}'",
+                     "TRAIN_STEPS = 1000000", "STEPS_PER_LOOP = 1000000"]  # one loop that would take hours
+    command = [sys.executable, "-m", "research.main", "--gin_file=bert_base_pretrain", "--mode=train",
+               f"--model_dir={tmp_path / 'run'}", *[f"--gin_param={p}" for p in params]]
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+
+    def wait_for(text, hang_guard=240.0):  # a generous hang guard, not a speed requirement
+        deadline = time.monotonic() + hang_guard
+        while not any(text in line for line in list(lines)):
+            assert process.poll() is None, "".join(lines)[-3000:]
+            assert time.monotonic() < deadline, f"no {text!r} after {hang_guard} s: " + "".join(lines)[-3000:]
+            time.sleep(0.2)
+
+    try:
+        wait_for("Training from step 0")
+        time.sleep(2.0)  # inside the loop's TensorFlow call
+        process.send_signal(signal.SIGINT)
+        wait_for("Received SIGINT: saving a checkpoint at the end of this loop")
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)  # hang guard: the loop under way would run for hours
+    finally:
+        process.kill()
+    reader.join(timeout=10)
+    assert process.returncode == 130, "".join(lines)[-3000:]
+    assert any("second Ctrl-C: exiting now" in line for line in lines)
+    assert not list((tmp_path / "run").glob("ckpt-*"))

@@ -18,18 +18,14 @@ Model Garden's `official/core/train_lib.run_experiment` with Orbit's Controller 
   checkpoint stays the latest. With `recovery_max_trials` > 0 the run instead restores the weights,
   optimizer and step of the last good checkpoint but not the data position, so the batches of the bad
   loop are skipped, at most that many times in a run.
-* SIGTERM (preemption): a handler installed for the duration of the run sets a flag; at the end of the
-  current loop a checkpoint is saved at the current step and the run raises
-  `SystemExit(PREEMPTED_EXIT_CODE)`, 143 = 128 + SIGTERM, what a shell reports for a process killed by
-  SIGTERM, so schedulers treat it alike. The handler needs the main thread; elsewhere it is skipped
-  with a warning.
+* SIGTERM (preemption) or Ctrl-C: at the end of the loop under way a checkpoint is saved at the current
+  step and the run raises `SystemExit(128 + signal number)`: 143 for SIGTERM, 130 for Ctrl-C. A second
+  Ctrl-C exits at once, without a checkpoint (research/core/stop_signals.py).
 """
-import contextlib
 import math
 import os
 import re
 import signal
-import threading
 import time
 from typing import Any
 
@@ -39,10 +35,10 @@ from absl import logging
 
 from tensorflow.core.framework import summary_pb2
 
-from research.core import base_trainer, distribute, export
+from research.core import base_trainer, distribute, export, stop_signals
 
 MODES = ("train", "eval", "train_and_eval", "continuous_eval", "train_and_post_eval")
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM (15)
+PREEMPTED_EXIT_CODE = stop_signals.exit_code(signal.SIGTERM)  # 143
 OPERATIVE_CONFIG_NAME = "operative_config.gin"
 DEFAULT_CONTINUOUS_EVAL_TIMEOUT = 3600.0  # seconds without a new checkpoint before continuous_eval gives up
 _MAX_STALLED_LOOPS = 20
@@ -120,7 +116,7 @@ class _ExperimentRunner:
         self._writers = {}
         self._last_saved_step = None
         self._last_good_checkpoint = None  # restored or saved by this run: what a divergence rolls back to
-        self._preempted = False
+        self.stop_signals = None  # a stop_signals.StopSignals while training
         self._recovery_trials = 0
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -232,25 +228,16 @@ class _ExperimentRunner:
             with tf.io.gfile.GFile(path, "w") as config_file:
                 config_file.write(self.operative_config)
 
-    @contextlib.contextmanager
-    def preemption_handler(self):
-        """Installs a SIGTERM handler that asks the training loop to checkpoint and exit."""
-        if threading.current_thread() is not threading.main_thread():
-            logging.warning("Not in the main thread: SIGTERM will not be caught for a checkpoint")
-            yield
-            return
+    def stop_requested(self) -> bool:
+        """True after SIGTERM or Ctrl-C (research/core/stop_signals.py)."""
+        return self.stop_signals is not None and self.stop_signals.requested is not None
 
-        def handler(signum, frame):
-            del frame
-            logging.warning("Received signal %d: saving a checkpoint at the end of this loop, then exiting "
-                            "with code %d", signum, PREEMPTED_EXIT_CODE)
-            self._preempted = True
-
-        previous = signal.signal(signal.SIGTERM, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+    def save_and_exit(self, step: int):
+        """Saves a checkpoint at `step` and exits with 128 + the stop signal's number."""
+        signum = self.stop_signals.requested
+        self.save(step, f"stopped by {signal.Signals(signum).name}")
+        self.close()
+        raise SystemExit(stop_signals.exit_code(signum))
 
     # -- training ----------------------------------------------------------------------------------
 
@@ -281,6 +268,8 @@ class _ExperimentRunner:
         step = self.step()
         stalled = 0
         while step < target_step:
+            if self.stop_requested():  # the signal came during an evaluation
+                self.save_and_exit(step)
             num_steps = min(self.config.steps_per_loop, target_step - step)
             start = time.monotonic()
             logs = _host_logs(self.trainer.train(num_steps))
@@ -304,10 +293,8 @@ class _ExperimentRunner:
             if new_step - (self._last_saved_step or 0) >= self.config.checkpoint_interval:
                 self.save(new_step, "checkpoint_interval")
             step = new_step
-            if self._preempted:
-                self.save(step, "preempted")
-                self.close()
-                raise SystemExit(PREEMPTED_EXIT_CODE)
+            if self.stop_requested():
+                self.save_and_exit(step)
         if checkpoint_at_completion:
             self.save(step, "end of training")
 
@@ -372,7 +359,8 @@ def run_experiment(*, distribution_strategy: tf.distribute.Strategy, task, mode:
 
     Raises:
       LossDivergedError: the training loss became NaN/Inf or exceeded loss_upper_bound.
-      SystemExit(PREEMPTED_EXIT_CODE): SIGTERM was received; a checkpoint was saved first.
+      SystemExit(143 or 130): SIGTERM or Ctrl-C (SIGINT) was received during training; a checkpoint was
+        saved first (a second Ctrl-C exits at once with 130, without one).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -412,8 +400,9 @@ def _run_mode(runner: _ExperimentRunner, mode: str, params, is_training: bool, r
         if is_training:
             if step == 0:
                 runner.write_operative_config()
-            logging.info("Training from step %d to %d", step, params.trainer.train_steps)
-            with runner.preemption_handler():
+            with stop_signals.StopSignals() as runner.stop_signals:
+                logging.info("Training from step %d to %d (SIGTERM or Ctrl-C: checkpoint at the end of the loop "
+                             "and stop)", step, params.trainer.train_steps)
                 if mode == "train_and_eval":
                     eval_logs = _train_and_eval(runner, params.trainer)
                 else:

@@ -58,14 +58,18 @@ def test_sigkill_then_restart_ends_bitwise_equal_with_the_same_examples(referenc
     assert_bitwise_equal(tmp_path / "run" / f"ckpt-{STEPS}", reference_dir / f"ckpt-{STEPS}")
 
 
-def test_sigterm_checkpoints_the_current_step_exits_143_and_resumes_exactly(reference, tmp_path):
+@pytest.mark.parametrize("signal_name, exit_code", [("TERM", 143), ("INT", 130)])  # preemption; Ctrl-C
+def test_a_stop_signal_checkpoints_the_current_step_exits_and_resumes_exactly(reference, tmp_path, signal_name,
+                                                                              exit_code):
     records, reference_dir, reference_rows = reference
     log = tmp_path / "ids.log"
-    preempted = run_binary(tmp_path / "run", records, STEPS, ids_log=log, kill_at_step=9, signal_name="TERM")
+    preempted = run_binary(tmp_path / "run", records, STEPS, ids_log=log, kill_at_step=9, signal_name=signal_name)
     exited = time.time()
-    assert preempted.returncode == 143, preempted.stderr[-3000:]
+    assert preempted.returncode == exit_code, preempted.stderr[-3000:]
     assert exited - float((tmp_path / "ids.log.signal").read_text()) < 60  # bounded: the end of the loop + a save
-    assert "Saved checkpoint" in preempted.stderr and "(preempted)" in preempted.stderr
+    assert "KeyboardInterrupt" not in preempted.stderr
+    assert f"Received SIG{signal_name}: saving a checkpoint at the end of this loop" in preempted.stderr
+    assert "Saved checkpoint" in preempted.stderr and f"(stopped by SIG{signal_name})" in preempted.stderr
     assert (tmp_path / "run" / "ckpt-10.index").exists()  # the step the loop under way ended at
     resumed = run_binary(tmp_path / "run", records, STEPS, ids_log=log)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
