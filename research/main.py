@@ -13,8 +13,12 @@ Multi-worker and parameter-server jobs run this same binary in every task of the
 its own `TF_CONFIG` (README.md, "Distributed training"). The strategy is created first thing in
 `launch.launch`, before any other TensorFlow work; gin parsing itself runs no TensorFlow op.
 """
+import difflib
 import json
+import logging as std_logging
 import os
+import re
+import sys
 
 import gin
 from absl import app, flags, logging
@@ -40,6 +44,14 @@ _DETERMINISTIC = flags.DEFINE_bool(
 _SEED = flags.DEFINE_integer("seed", 0, "The global seed of --deterministic.")
 
 
+class UsageError(SystemExit):
+    """A bad command line or configuration: exits with code 2 printing only the message (no flag listing)."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        print(f"research.main: error: {message}", file=sys.stderr)
+
+
 def make_deterministic(seed: int) -> None:
     """Seeds every random generator (initializers, dropout) and enables TensorFlow's deterministic ops."""
     import keras
@@ -49,17 +61,75 @@ def make_deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def parse_gin(gin_files, gin_params) -> None:
-    """Parses the experiment; errors name the file, line and binding (gin adds them)."""
+def parse_gin(gin_files, gin_params, overrides=()) -> None:
+    """Parses the experiment; errors name the file, line and binding (gin adds them).
+
+    Args:
+      gin_files: --gin_file values (paths or shipped experiment names).
+      gin_params: the user's --gin_param bindings; a macro among them that nothing reads is an error.
+      overrides: bindings made from other flags (--model_dir, ...), applied last.
+    """
     if not gin_files:
-        raise app.UsageError("--gin_file is required, e.g. --gin_file=gin/experiments/demo_pretrain.gin")
+        raise UsageError("--gin_file is required, e.g. --gin_file=gin/experiments/demo_pretrain.gin")
     try:
         gin_files = [resources.resolve_gin_file(path) for path in gin_files]
     except FileNotFoundError as error:
-        raise app.UsageError(str(error)) from None
+        raise UsageError(str(error)) from None
     # Experiments `include 'gin/models/bert_tiny.gin'`: found in the shipped files from any directory.
     gin.add_config_file_search_path(str(resources.resource_root()))
-    gin.parse_config_files_and_bindings(gin_files, gin_params, finalize_config=True)
+    root_logger = std_logging.getLogger()
+    root_logger.addFilter(_quiet_include_lookups)
+    try:
+        gin.parse_config_files_and_bindings(gin_files, list(gin_params) + list(overrides), finalize_config=True)
+    finally:
+        root_logger.removeFilter(_quiet_include_lookups)
+    check_macros_are_read(gin_params)
+
+
+def _quiet_include_lookups(record: std_logging.LogRecord) -> bool:
+    """Drops gin's "Path not found" errors for includes it then finds on the search path."""
+    return not record.pathname.endswith(os.path.join("gin", "resource_reader.py"))
+
+
+_MACRO_BINDING = re.compile(r"\s*([A-Za-z_]\w*)\s*=")  # `NAME = value`: a macro (no '.' in the name)
+
+
+def _walk_references(value):
+    """Yields every gin ConfigurableReference inside a bound value (lists, tuples, dicts nested)."""
+    if isinstance(value, gin.config.ConfigurableReference):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _walk_references(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _walk_references(item)
+
+
+def check_macros_are_read(gin_params) -> None:
+    """Fails when a --gin_param binds a macro that no binding reads (a misspelt `TRAIN_STEP = 100`).
+
+    Gin accepts any macro name, so a typo would otherwise run the whole experiment with the value it
+    meant to change untouched. The error names the closest macro that the configuration does read.
+    """
+    defined, read = set(), set()
+    for (scope, selector), bindings in gin.config._CONFIG.items():  # pylint: disable=protected-access
+        if selector == "gin.macro":
+            defined.add(scope)
+        for value in bindings.values():
+            for reference in _walk_references(value):
+                name, _, target = reference.scoped_selector.rpartition("/")
+                if target in ("gin.macro", "macro"):
+                    read.add(name)
+    for param in gin_params:
+        match = _MACRO_BINDING.match(param)
+        if not match or match.group(1) in read:
+            continue
+        name = match.group(1)
+        closest = difflib.get_close_matches(name, sorted(read), n=1)
+        hint = f"did you mean {closest[0]}? " if closest else ""
+        raise UsageError(f"--gin_param {param!r} binds the macro {name}, which no configuration reads; {hint}"
+                             f"the macros this experiment reads: {', '.join(sorted(read))}")
 
 
 def strategy_bindings(distribution_strategy: str | None, tpu_address: str | None) -> list[str]:
@@ -75,17 +145,22 @@ def strategy_bindings(distribution_strategy: str | None, tpu_address: str | None
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise UsageError(f"unexpected arguments: {argv[1:]}")
     overrides = []  # flags win over the files, as bindings so that the operative config records them
     if _MODE.value:
         overrides.append(f"launch.launch.mode = {_MODE.value!r}")
     if _MODEL_DIR.value:
         overrides += [f"MODEL_DIR = {_MODEL_DIR.value!r}", f"launch.launch.model_dir = {_MODEL_DIR.value!r}"]
     overrides += strategy_bindings(_DISTRIBUTION_STRATEGY.value, _TPU_ADDRESS.value)
-    parse_gin(_GIN_FILE.value, _GIN_PARAM.value + overrides)
+    parse_gin(_GIN_FILE.value, _GIN_PARAM.value, overrides)
     if _DETERMINISTIC.value:
         make_deterministic(_SEED.value)
-    result = gin.get_configurable(launch.launch)(operative_config=gin.operative_config_str, dry_run=_DRY_RUN.value)
+    try:
+        result = gin.get_configurable(launch.launch)(operative_config=gin.operative_config_str,
+                                                     dry_run=_DRY_RUN.value)
+    except KeyboardInterrupt:  # before or after training (during it, Ctrl-C checkpoints and exits)
+        logging.warning("Interrupted (Ctrl-C) outside the training loop: nothing new to save")
+        raise SystemExit(130) from None
     if _DRY_RUN.value:
         print(f"dry run passed: {type(result.model).__name__} with {result.model.count_params()} parameters")
         return

@@ -30,7 +30,8 @@ def test_demo_pretrain_builds(tmp_path):
 
 @pytest.mark.slow
 def test_demo_finetune_builds(tmp_path):
-    params = TINY_ENCODER + [f"demo_data.demo_spm_model.cache_dir = '{tmp_path}'", f"MODEL_DIR = '{tmp_path}/run'"]
+    params = TINY_ENCODER + [f"demo_data.demo_spm_model.cache_dir = '{tmp_path}'", f"MODEL_DIR = '{tmp_path}/run'",
+                             "INIT_CHECKPOINT = ''"]  # the demo's pretraining has not run here
     result = dry_run("demo_finetune.gin", params)
     assert type(result.model).__name__ == "BertClassifier"
 
@@ -73,3 +74,29 @@ def test_unknown_configurable_or_parameter_is_named(tmp_path):
     gin.clear_config(clear_constants=True)
     with pytest.raises(ValueError, match="NoSuchThing"):
         main.parse_gin(["gin/experiments/demo_pretrain.gin"], ["modeling.NoSuchThing.x = 3"])
+
+
+def test_a_misspelt_macro_fails_before_any_work_naming_the_closest_one(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main.parse_gin(["demo_pretrain"], ["TRAIN_STEP = 100"])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "binds the macro TRAIN_STEP, which no configuration reads; did you mean TRAIN_STEPS?" in error
+    gin.clear_config(clear_constants=True)
+    # Macros that some binding reads pass, from --gin_param or from a flag's override of another binding.
+    main.parse_gin(["demo_pretrain"], ["TRAIN_STEPS = 100", "WARMUP_STEPS = 10"],
+                   ["MODEL_DIR = 'elsewhere'", "launch.launch.model_dir = 'elsewhere'"])
+
+
+@pytest.mark.parametrize("dry", [True, False])
+def test_a_missing_init_checkpoint_fails_before_anything_is_created(tmp_path, spm_model, dry):
+    tsv = tmp_path / "reviews.tsv"
+    tsv.write_text("".join(f"{i % 2}\tgood fun story {i}\n" for i in range(20)), encoding="utf-8")
+    params = TINY_ENCODER + ["VOCAB_SIZE = 150", f"SPM_MODEL = '{spm_model}'", f"TRAIN_TSV = '{tsv}'",
+                             f"EVAL_TSV = '{tsv}'", f"INIT_CHECKPOINT = '{tmp_path}/no_pretraining'",
+                             f"MODEL_DIR = '{tmp_path}/run'"]
+    main.parse_gin(["demo_finetune"], params)
+    with pytest.raises(FileNotFoundError, match=r"init_checkpoint '.*/no_pretraining' \(relative to .*\) holds no "
+                                                r"checkpoint"):
+        gin.get_configurable(launch.launch)(dry_run=dry)
+    assert not (tmp_path / "run").exists()
