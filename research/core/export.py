@@ -50,8 +50,7 @@ class BestCheckpointExporter:
                              f"got {metric_comp!r}")
         self._export_dir = export_dir
         self._metric_name = metric_name
-        self._metric_comp = metric_comp
-        tf.io.gfile.makedirs(export_dir)
+        self._metric_comp = metric_comp  # export_dir is created by the first export, not before
         self._best_ckpt_logs = self._maybe_load_best_eval_metric()
         self._checkpoint_manager = None
 
@@ -131,6 +130,7 @@ class BestCheckpointExporter:
         """Writes the logs, with `best_ckpt_global_step`, to export_dir/info.json."""
         logs = {name: _jsonable(value) for name, value in eval_logs.items()}
         logs[_STEP_KEY] = int(global_step)
+        tf.io.gfile.makedirs(self._export_dir)
         tmp_path = self.best_ckpt_logs_path + ".tmp"
         with tf.io.gfile.GFile(tmp_path, "w") as writer:
             writer.write(json.dumps(logs, indent=2, sort_keys=True) + "\n")

@@ -54,6 +54,7 @@ def launch(*, task_class: type, config: config_definitions.ExperimentConfig, mod
     if not model_dir:
         raise ValueError("model_dir is empty: pass --model_dir or bind MODEL_DIR in the gin file")
     model_dir = absolute_path(model_dir)
+    check_init_checkpoint(config.task)  # before anything is created: a failed start leaves nothing behind
     strategy = distribution_strategy()
     if seed is not None:
         keras.utils.set_random_seed(seed)
@@ -84,10 +85,33 @@ def absolute_path(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
+def check_init_checkpoint(task_config) -> None:
+    """Fails when the task names an `init_checkpoint` that holds no checkpoint.
+
+    Raises:
+      FileNotFoundError: naming the path and what was looked for.
+    """
+    path = getattr(task_config, "init_checkpoint", "")
+    if not path:
+        return
+    if tf.io.gfile.isdir(path):
+        found = tf.train.latest_checkpoint(path) or tf.io.gfile.glob(os.path.join(path, "*.index"))
+    else:
+        found = tf.io.gfile.exists(path + ".index")
+    if not found:
+        raise FileNotFoundError(
+            f"init_checkpoint {path!r} (relative to {os.getcwd()}) holds no checkpoint: give a directory with "
+            f"ckpt-<step>.index files or a checkpoint prefix (with gin: INIT_CHECKPOINT), e.g. the pretraining "
+            f"run's model_dir once it has finished")
+
+
 def _dry_run(task, strategy: tf.distribute.Strategy):
-    """Builds the task's model and runs it on one batch of each configured dataset; returns the model."""
+    """Builds the task's model, loads its init_checkpoint, and runs it on one batch of each configured
+    dataset; returns the model."""
     with strategy.scope():
         model = task.build_model()
+        if getattr(task.task_config, "init_checkpoint", ""):
+            task.initialize(model)  # what the real run does first: the checkpoint must fit the model
     for name in ("train_data", "validation_data"):
         data_config = getattr(task.task_config, name, None)
         if data_config is None:

@@ -6,6 +6,8 @@ happens here, per batch, with a seed that is a function of (seed, batch index): 
 masks, and the same step always sees the same masks.
 """
 import dataclasses
+import json
+import os
 
 import tensorflow as tf
 
@@ -35,6 +37,39 @@ def list_shards(file_pattern: str) -> list[str]:
     if not files:
         raise FileNotFoundError(f"no pretraining records match {file_pattern!r}")
     return files
+
+
+def records_vocab_sizes(file_pattern: str) -> dict[str, int]:
+    """{metadata.json path: vocab_size} for each directory of matched records whose metadata.json has one.
+
+    `build_pretraining_data` writes metadata.json beside its shards; records from elsewhere may have
+    none, and then there is nothing to check.
+    """
+    sizes = {}
+    for directory in sorted({os.path.dirname(path) for path in list_shards(file_pattern)}):
+        path = os.path.join(directory, "metadata.json")
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as metadata_file:
+                vocab_size = json.load(metadata_file).get("vocab_size")
+            if vocab_size is not None:
+                sizes[path] = int(vocab_size)
+    return sizes
+
+
+def check_vocab_size(file_pattern: str, vocab_size: int, source: str = "vocab_size") -> None:
+    """Fails when the records of `file_pattern` were built with another vocabulary size than `vocab_size`.
+
+    A smaller configured vocabulary fails deep inside a TensorFlow graph at the first step; a larger one
+    trains silently on rows no record uses and masks with random ids the tokenizer never produces.
+
+    Raises:
+      ValueError: naming both sizes and where each comes from.
+    """
+    for path, built in records_vocab_sizes(file_pattern).items():
+        if built != vocab_size:
+            raise ValueError(f"The records {file_pattern!r} were built with a vocabulary of {built} ids ({path}), "
+                             f"but {source} is {vocab_size}: set it to {built} (with gin: VOCAB_SIZE = {built}), "
+                             f"or rebuild the records with the tokenizer of the model")
 
 
 def pretrain_dataset(file_pattern: str, *, batch_size: int, seq_len: int, masking: MaskingConfig,

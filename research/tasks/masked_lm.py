@@ -103,10 +103,21 @@ class MaskedLMTask(base_task.Task):
         """Builds the model and its variables (a call on a one-token batch), so that optimizers and
         distribution strategies see every variable before the first step."""
         model = self.task_config.model()
+        for data in (self.task_config.train_data, self.task_config.validation_data):
+            if data is not None:
+                pretrain_input.check_vocab_size(data.input_path, data.vocab_size, "PretrainDataConfig.vocab_size")
         dummy = {name: tf.zeros([1, 1], tf.int32) for name in (
             features.INPUT_WORD_IDS, features.INPUT_MASK, features.INPUT_TYPE_IDS, features.MASKED_LM_POSITIONS,
             features.MASKED_LM_IDS)}
         model({**dummy, features.MASKED_LM_WEIGHTS: tf.zeros([1, 1], tf.float32)}, training=False)
+        encoder = getattr(model, "checkpoint_items", {}).get("encoder")
+        for data in (self.task_config.train_data, self.task_config.validation_data):
+            if encoder is not None and data is not None:
+                rows = int(encoder.get_embedding_table().shape[0])
+                if rows != data.vocab_size:
+                    raise ValueError(f"The encoder's vocabulary has {rows} ids (BertEncoder.vocab_size) but the data's "
+                                     f"has {data.vocab_size} (PretrainDataConfig.vocab_size); give both the "
+                                     f"records' size (with gin: VOCAB_SIZE)")
         return model
 
     def initialize(self, model: keras.Model):

@@ -10,6 +10,7 @@ from typing import Callable
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from research.core import base_task
 from research.core.config_definitions import require
@@ -17,7 +18,7 @@ from research.data import classification_input, features
 from research.data import tokenizer as tokenizer_lib
 from research.tasks import checkpoint_init
 
-SPLITS = ("all", "train", "validation")
+SPLITS = ("auto", "all", "train", "validation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +31,10 @@ class ClassificationDataConfig:
       global_batch_size: examples per step over all replicas.
       seq_len: the most tokens per example, [CLS] and [SEP]s included.
       is_training: shuffle and repeat (training) or one ordered pass (evaluation).
-      split: 'all', or the 'train' / 'validation' part of a seeded hold-out split of the file.
-      validation_fraction: the held-out share when split is not 'all'.
+      split: 'all', or the 'train' / 'validation' part of a seeded hold-out split of the file; 'auto'
+        (SentencePredictionConfig decides) splits one file that serves both training and evaluation,
+        and takes the whole of each file when they are two.
+      validation_fraction: the held-out share when the file is split.
       seed: split and shuffling seed.
       pad_to: 'max' (every batch seq_len long) or 'batch' (each batch padded to its longest example).
       bucket_boundaries: with pad_to='batch', lengths along which examples are bucketed.
@@ -41,7 +44,7 @@ class ClassificationDataConfig:
     global_batch_size: int = 32
     seq_len: int = 128
     is_training: bool = True
-    split: str = "all"
+    split: str = "auto"
     validation_fraction: float = 0.2
     seed: int = 0
     pad_to: str = "batch"
@@ -81,6 +84,26 @@ class SentencePredictionConfig:
                  f"SentencePredictionConfig.num_classes must be an int >= 1, got {self.num_classes!r}")
         require(self.train_data is not None or self.validation_data is not None,
                  "SentencePredictionConfig needs train_data, validation_data or both")
+        self._resolve_splits()
+
+    def _resolve_splits(self):
+        """Replaces split='auto': a file serving both sides is split; two files are each read whole.
+
+        An explicit 'train' / 'validation' split of one side while the other side reads another file
+        would train on part of one file and evaluate on part of another: refused.
+        """
+        sides = {name: getattr(self, name) for name in ("train_data", "validation_data") if getattr(self, name)}
+        one_file = len(sides) == 2 and len({data.input_path for data in sides.values()}) == 1
+        for name, data in sides.items():
+            if data.split == "auto":
+                split = ("train" if name == "train_data" else "validation") if one_file else "all"
+                object.__setattr__(self, name, dataclasses.replace(data, split=split))
+            elif len(sides) == 2 and not one_file and data.split != "all":
+                other = sides["validation_data" if name == "train_data" else "train_data"]
+                raise ValueError(
+                    f"SentencePredictionConfig.{name}.split is {data.split!r}: it takes part of {data.input_path} "
+                    f"although the other side reads another file ({other.input_path}); use split='auto' or "
+                    f"'all' (with gin: TRAIN_SPLIT / EVAL_SPLIT = 'auto')")
 
     @property
     def is_regression(self) -> bool:
@@ -96,6 +119,16 @@ class SentencePredictionTask(base_task.Task):
         model = self.task_config.model()
         model({name: tf.zeros([1, 1], tf.int32)
                for name in (features.INPUT_WORD_IDS, features.INPUT_MASK, features.INPUT_TYPE_IDS)}, training=False)
+        encoder = getattr(model, "checkpoint_items", {}).get("encoder")
+        for data in (self.task_config.train_data, self.task_config.validation_data):
+            if encoder is not None and data is not None:
+                rows = int(encoder.get_embedding_table().shape[0])
+                pieces = tokenizer_lib.Tokenizer(data.spm_model).vocab_size
+                if rows != pieces:
+                    raise ValueError(f"The encoder's vocabulary has {rows} ids (BertEncoder.vocab_size) but the "
+                                     f"tokenizer {data.spm_model} has {pieces} pieces (ClassificationDataConfig."
+                                     f"spm_model): give the encoder the tokenizer's size (with gin: VOCAB_SIZE = "
+                                     f"{pieces}), or the tokenizer the encoder was pretrained with")
         return model
 
     def initialize(self, model: keras.Model):
@@ -108,9 +141,14 @@ class SentencePredictionTask(base_task.Task):
         num_classes = None if self.task_config.is_regression else self.task_config.num_classes
         examples = classification_input.read_examples(params.input_path, label_type=label_type,
                                                       num_classes=num_classes)
-        if params.split != "all":
+        split = "all" if params.split == "auto" else params.split  # 'auto' outside this task's config: one file
+        source = f"all of {params.input_path}"
+        if split != "all":
             train, validation = classification_input.split_examples(examples, params.validation_fraction, params.seed)
-            examples = train if params.split == "train" else validation
+            examples = train if split == "train" else validation
+            source = f"the {split!r} part of {params.input_path} (validation_fraction {params.validation_fraction})"
+        logging.info("%s data: %d examples, %s", "Training" if params.is_training else "Evaluation", len(examples),
+                     source)
         return classification_input.build_dataset(
             examples, tokenizer_lib.Tokenizer(params.spm_model), seq_len=params.seq_len,
             batch_size=params.global_batch_size, is_training=params.is_training, pad_to=params.pad_to,
