@@ -12,6 +12,7 @@ import tensorflow as tf
 from absl import logging
 
 from research.core import config_definitions, distribute, optimization, train_lib
+from research.core import dry_run as dry_run_lib
 
 MODES = ("train", "eval", "train_and_eval", "continuous_eval")
 OPERATIVE_CONFIG_NAME = "operative_config.gin"
@@ -61,7 +62,7 @@ def launch(*, task_class: type, config: config_definitions.ExperimentConfig, mod
     optimization.set_precision_policy(config.runtime)
     task = task_class(config.task, logging_dir=model_dir)
     if dry_run:
-        return LaunchResult(model=_dry_run(task, strategy), eval_logs=None, model_dir=model_dir)
+        return LaunchResult(model=dry_run_lib.dry_run(task, strategy), eval_logs=None, model_dir=model_dir)
     chief = distribute.is_chief(strategy)
     if chief:
         _check_writable(model_dir)
@@ -103,25 +104,6 @@ def check_init_checkpoint(task_config) -> None:
             f"init_checkpoint {path!r} (relative to {os.getcwd()}) holds no checkpoint: give a directory with "
             f"ckpt-<step>.index files or a checkpoint prefix (with gin: INIT_CHECKPOINT), e.g. the pretraining "
             f"run's model_dir once it has finished")
-
-
-def _dry_run(task, strategy: tf.distribute.Strategy):
-    """Builds the task's model, loads its init_checkpoint, and runs it on one batch of each configured
-    dataset; returns the model."""
-    with strategy.scope():
-        model = task.build_model()
-        if getattr(task.task_config, "init_checkpoint", ""):
-            task.initialize(model)  # what the real run does first: the checkpoint must fit the model
-    for name in ("train_data", "validation_data"):
-        data_config = getattr(task.task_config, name, None)
-        if data_config is None:
-            continue
-        batch = next(iter(task.build_inputs(data_config)))
-        features, _ = task.split_inputs(batch)
-        model(features, training=False)
-        logging.info("dry run: %s gives %s", name, {key: tuple(value.shape) for key, value in batch.items()})
-    logging.info("dry run: %s with %d parameters", type(model).__name__, model.count_params())
-    return model
 
 
 def _check_writable(model_dir: str) -> None:
