@@ -100,3 +100,9 @@ def test_a_missing_init_checkpoint_fails_before_anything_is_created(tmp_path, sp
                                                 r"checkpoint"):
         gin.get_configurable(launch.launch)(dry_run=dry)
     assert not (tmp_path / "run").exists()
+
+
+def test_changing_train_steps_alone_keeps_the_demo_schedule_valid():
+    main.parse_gin(["demo_pretrain"], ["TRAIN_STEPS = 100"])
+    config = gin.query_parameter("launch.launch.config").scoped_configurable_fn()
+    assert (config.trainer.optimizer_config.decay_steps, config.trainer.optimizer_config.warmup_steps) == (100, 6)

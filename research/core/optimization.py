@@ -68,6 +68,8 @@ class OptimizerConfig:
 
     type: 'adamw', 'lamb' or 'sgd' (with `momentum`).
     learning_rate, end_learning_rate, warmup_steps, decay_steps, decay, power: see `WarmupDecaySchedule`.
+    warmup_fraction: when `warmup_steps` is None, the warmup is this fraction of `decay_steps` (rounded),
+      so that changing the number of training steps alone keeps a valid schedule.
     weight_decay_rate: decoupled weight decay (`var -= lr * rate * var`) for every type; 0 disables it.
     beta_1, beta_2, epsilon: Adam/LAMB moments. momentum: SGD only.
     global_clipnorm: clip the gradients to this global norm before the update; None disables it.
@@ -76,8 +78,9 @@ class OptimizerConfig:
     type: str = "adamw"
     learning_rate: float = 1e-4
     end_learning_rate: float = 0.0
-    warmup_steps: int = 0
+    warmup_steps: Optional[int] = 0
     decay_steps: int = 1
+    warmup_fraction: Optional[float] = None
     decay: str = "polynomial"
     power: float = 1.0
     weight_decay_rate: float = 0.01
@@ -95,14 +98,19 @@ class OptimizerConfig:
                  self.learning_rate, "a finite number > 0")
         _require(_is_number(self.end_learning_rate) and 0 <= self.end_learning_rate <= self.learning_rate,
                  name, "end_learning_rate", self.end_learning_rate, "a number in [0, learning_rate]")
-        _require(_is_int(self.warmup_steps) and self.warmup_steps >= 0, name, "warmup_steps",
-                 self.warmup_steps, "an int >= 0")
+        _require(self.warmup_steps is None or (_is_int(self.warmup_steps) and self.warmup_steps >= 0), name,
+                 "warmup_steps", self.warmup_steps, "None (then warmup_fraction decides) or an int >= 0")
         _require(_is_int(self.decay_steps) and self.decay_steps >= 1, name, "decay_steps", self.decay_steps,
                  "an int >= 1")
+        _require(self.warmup_fraction is None or (_is_number(self.warmup_fraction) and 0 <= self.warmup_fraction < 1),
+                 name, "warmup_fraction", self.warmup_fraction, "None or a number in [0, 1)")
+        if self.warmup_steps is None:
+            object.__setattr__(self, "warmup_steps", round((self.warmup_fraction or 0.0) * self.decay_steps))
         _require(self.decay in DECAYS, name, "decay", self.decay, f"one of {DECAYS}")
         if self.decay != "constant":
             _require(self.warmup_steps <= self.decay_steps, name, "warmup_steps", self.warmup_steps,
-                     f"<= decay_steps ({self.decay_steps}) unless decay='constant'")
+                     f"<= decay_steps ({self.decay_steps}) unless decay='constant' (with gin: lower WARMUP_STEPS, "
+                     f"or unbind it, WARMUP_STEPS = None, to take WARMUP_FRACTION of the steps)")
         _require(_is_number(self.power) and self.power > 0, name, "power", self.power, "a number > 0")
         _require(_is_number(self.weight_decay_rate) and self.weight_decay_rate >= 0, name, "weight_decay_rate",
                  self.weight_decay_rate, "a number >= 0")

@@ -283,3 +283,15 @@ def test_good_configs_and_list_patterns():
     assert RuntimeConfig(mixed_precision_dtype="float16", loss_scale="dynamic").loss_scale == "dynamic"
     with pytest.raises(TypeError, match="OptimizerConfig"):
         opt_lib.create_optimizer({"type": "adamw"})
+
+
+def test_warmup_fraction_follows_the_number_of_steps_unless_warmup_steps_is_given():
+    config = opt_lib.OptimizerConfig(warmup_steps=None, warmup_fraction=0.06, decay_steps=5000)
+    assert config.warmup_steps == 300
+    assert opt_lib.OptimizerConfig(warmup_steps=None, warmup_fraction=0.06, decay_steps=100).warmup_steps == 6
+    assert opt_lib.OptimizerConfig(warmup_steps=7, warmup_fraction=0.06, decay_steps=100).warmup_steps == 7
+    assert opt_lib.OptimizerConfig(warmup_steps=None, decay_steps=100).warmup_steps == 0
+    with pytest.raises(ValueError, match=r"warmup_fraction=1.5 is invalid: it must be None or a number in \[0, 1\)"):
+        opt_lib.OptimizerConfig(warmup_steps=None, warmup_fraction=1.5, decay_steps=100)
+    with pytest.raises(ValueError, match=r"warmup_steps=300 is invalid: .*WARMUP_STEPS = None"):
+        opt_lib.OptimizerConfig(warmup_steps=300, decay_steps=100)
