@@ -106,3 +106,9 @@ def test_changing_train_steps_alone_keeps_the_demo_schedule_valid():
     main.parse_gin(["demo_pretrain"], ["TRAIN_STEPS = 100"])
     config = gin.query_parameter("launch.launch.config").scoped_configurable_fn()
     assert (config.trainer.optimizer_config.decay_steps, config.trainer.optimizer_config.warmup_steps) == (100, 6)
+
+
+@pytest.mark.parametrize("experiment", ["demo_pretrain", "demo_finetune"])
+def test_the_demo_runs_are_seeded_by_default(experiment):
+    main.parse_gin([experiment], [])
+    assert str(gin.query_parameter("launch.launch.seed")) == "%SEED" and gin.query_parameter("%SEED") == 0
