@@ -90,6 +90,13 @@ def _create_tf_while_loop_fn_with_state(step_fn: Callable) -> Callable:
     return loop_fn
 
 
+def batch_is_nonempty(inputs) -> tf.Tensor:
+    """bool scalar: the batch holds examples. Evaluating under MultiWorkerMirroredStrategy, a replica whose
+    input pipeline ran out before the others' steps along on an empty batch, whose loss (0, or the NaN
+    of a mean over nothing) must not count."""
+    return tf.shape(tf.nest.flatten(inputs)[0])[0] > 0
+
+
 def _steps_tensor(num_steps) -> tf.Tensor:
     return tf.convert_to_tensor(num_steps, dtype=tf.int32)
 
@@ -516,7 +523,9 @@ class Trainer(tf.Module):
         def step_fn(inputs):
             logs = self._task.validation_step(inputs, model=self._model, metrics=self._validation_metrics)
             if self._task.loss in logs:
-                self._validation_loss.update_state(logs[self._task.loss])
+                loss, nonempty = logs[self._task.loss], batch_is_nonempty(inputs)
+                self._validation_loss.update_state(tf.where(nonempty, loss, tf.zeros_like(loss)),
+                                                   sample_weight=tf.cast(nonempty, tf.float32))
             return logs
 
         inputs, passthrough_logs = self.next_eval_inputs(iterator)

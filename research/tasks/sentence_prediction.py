@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from research.core import base_task
 from research.core.config_definitions import require
-from research.data import classification_input, features
+from research.data import classification_input, features, input_sharding
 from research.data import tokenizer as tokenizer_lib
 from research.tasks import checkpoint_init
 
@@ -35,6 +35,8 @@ class ClassificationDataConfig:
       seed: split and shuffling seed.
       pad_to: 'max' (every batch seq_len long) or 'batch' (each batch padded to its longest example).
       bucket_boundaries: with pad_to='batch', lengths along which examples are bucketed.
+      sharding: how the workers of a multi-worker job split the examples: 'auto' or 'element' (each
+        keeps every N-th), or 'chief' (evaluation data only: the chief evaluates everything).
     """
     input_path: str = ""
     spm_model: str = ""
@@ -46,12 +48,16 @@ class ClassificationDataConfig:
     seed: int = 0
     pad_to: str = "batch"
     bucket_boundaries: tuple | None = None
+    sharding: str = "auto"
 
     def __post_init__(self):
         require(bool(self.input_path), "ClassificationDataConfig.input_path is empty: bind it to a TSV file")
         require(bool(self.spm_model), "ClassificationDataConfig.spm_model is empty: bind it to the encoder's "
                                        "sentencepiece model")
         require(self.split in SPLITS, f"ClassificationDataConfig.split must be one of {SPLITS}, got {self.split!r}")
+        require(self.sharding != "file", "ClassificationDataConfig.sharding='file' does not apply (one TSV, read "
+                                         "into memory): use 'auto', 'element' or 'chief'")
+        input_sharding.check_policy(self.sharding, self.is_training, field="ClassificationDataConfig.sharding")
         for name in ("global_batch_size", "seq_len"):
             value = getattr(self, name)
             require(isinstance(value, int) and value >= 1,
@@ -115,7 +121,7 @@ class SentencePredictionTask(base_task.Task):
             examples, tokenizer_lib.Tokenizer(params.spm_model), seq_len=params.seq_len,
             batch_size=params.global_batch_size, is_training=params.is_training, pad_to=params.pad_to,
             bucket_boundaries=params.bucket_boundaries, label_type=label_type, seed=params.seed,
-            input_context=input_context)
+            input_context=input_context, sharding=params.sharding)
 
     def split_inputs(self, inputs):
         features_only = {name: value for name, value in inputs.items() if name != features.LABEL}
