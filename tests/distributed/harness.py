@@ -81,6 +81,38 @@ def write_split_invariant_records(directory: Path, num_shards: int = 2, per_shar
     return str(directory / "train-*.tfrecord")
 
 
+def write_sequences(path: Path, sequences) -> str:
+    """One TFRecord file of pretraining records holding `sequences` (id lists, padded to 16); returns its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for ids in sequences:
+            ids = list(ids) + [0] * (16 - len(ids))
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "input_word_ids": tf.train.Feature(int64_list=tf.train.Int64List(value=ids)),
+                "input_type_ids": tf.train.Feature(int64_list=tf.train.Int64List(value=[0] * 16))}))
+                         .SerializeToString())
+    return str(path)
+
+
+def random_sequences(count: int, seed: int) -> list[list[int]]:
+    """`count` sequences of SEQUENCE_LENGTH tokens: [CLS], random ids in [5, 60), [SEP]."""
+    rng = np.random.RandomState(seed)
+    return [[2] + list(rng.randint(5, 60, size=SEQUENCE_LENGTH - 2)) + [3] for _ in range(count)]
+
+
+def demo_command(model_dir, train_records, eval_records, train_steps: int, *params: str, flags=()) -> list[str]:
+    """`python -m research.main` on gin/experiments/demo_pretrain.gin in its default mode
+    (train_and_eval, the whole validation set), with a tiny encoder and the given records."""
+    bindings = ["modeling.BertEncoder.hidden_size = 16", "modeling.BertEncoder.num_layers = 1",
+                "modeling.BertEncoder.num_attention_heads = 2", "modeling.BertEncoder.intermediate_size = 32",
+                "VOCAB_SIZE = 60", "SEQ_LEN = 16", "GLOBAL_BATCH_SIZE = 4", "EVAL_BATCH_SIZE = 4",
+                "WARMUP_STEPS = 2", "STEPS_PER_LOOP = 2", "launch.launch.seed = 1",
+                f"TRAIN_DATA = '{train_records}'", f"EVAL_DATA = '{eval_records}'", f"TRAIN_STEPS = {train_steps}",
+                *params]
+    return [sys.executable, "-m", "research.main", "--gin_file=gin/experiments/demo_pretrain.gin",
+            f"--model_dir={model_dir}", *[f"--gin_param={b}" for b in bindings], *flags]
+
+
 def main_command(model_dir, records, train_steps: int, *params: str, flags=(), eval_records=None) -> list[str]:
     """`python -m research.main` on the bert_base experiment shrunk by TINY, with extra gin params."""
     bindings = TINY + [f"TRAIN_DATA = '{records}'", f"EVAL_DATA = '{eval_records or records}'",
