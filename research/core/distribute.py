@@ -3,7 +3,9 @@
 Call `get_distribution_strategy` before any other TensorFlow work: multi-worker strategies must be
 created before the runtime initializes its devices.
 """
+import contextlib
 import os
+import re
 import tempfile
 
 import tensorflow as tf
@@ -169,6 +171,33 @@ def serve(cluster_resolver, inter_op_parallelism_threads: int | None = None, joi
     if join:
         server.join()
     return server
+
+
+class ParameterServerUnavailableError(RuntimeError):
+    """A parameter server of a ParameterServerStrategy job was lost: the job cannot go on."""
+
+
+@contextlib.contextmanager
+def parameter_server_failures(strategy: tf.distribute.Strategy, model_dir: str):
+    """Turns the loss of a parameter server into ParameterServerUnavailableError, saying what to do.
+
+    The variables live on the parameter servers, so ClusterCoordinator cannot recover from losing one
+    (a lost worker it can: its closures run elsewhere until it is back). The error names the task and
+    the checkpoint that a restart of the cluster resumes from. Other errors pass unchanged.
+    """
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
+        task = re.search(r"/job:ps/replica:\d+/task:\d+", str(error))
+        if not isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy) or task is None:
+            raise
+        first_line = str(error).strip().splitlines()[0]
+        latest = tf.train.latest_checkpoint(model_dir)
+        raise ParameterServerUnavailableError(
+            f"Parameter server {task.group(0)} is unreachable ({type(error).__name__}: {first_line}). Training "
+            "cannot go on without it: ParameterServerStrategy keeps the variables there. Restart every task of "
+            f"the cluster (parameter servers and workers, then the chief); training resumes from the last "
+            f"checkpoint, {latest or f'none yet in {model_dir}: it starts over'}.") from error
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
