@@ -88,12 +88,14 @@ def test_cluster_resolver_flag_becomes_a_binding():
 def test_two_srun_tasks_train_as_one_multi_worker_job(tmp_path):
     """Two research.main processes with the variables srun sets (one node, two tasks) and no
     TF_CONFIG: `--cluster_resolver=slurm` builds one MultiWorkerMirroredStrategy over both, on ports
-    base and base + 1; both log the same all-reduced losses, and the chief checkpoints."""
+    base and base + 1; both log the same all-reduced losses, and the chief checkpoints. The evaluation
+    runs on the chief alone (sharding='chief', bound in gin): task 1 steps along on empty batches."""
     records = harness.write_split_invariant_records(tmp_path / "records")
     port_base = harness.consecutive_free_ports(2)
     model_dir = tmp_path / "slurm_run"
     command = harness.main_command(model_dir, records, 4, *harness.SPLIT_INVARIANT,
                                    f"distribute.get_distribution_strategy.slurm_port_base = {port_base}",
+                                   "eval/masked_lm.PretrainDataConfig.sharding = 'chief'",
                                    flags=["--distribution_strategy=multi_worker_mirrored", "--cluster_resolver=slurm"])
     with harness.Cluster(tmp_path / "logs") as cluster:
         for rank in range(2):
@@ -111,3 +113,6 @@ def test_two_srun_tasks_train_as_one_multi_worker_job(tmp_path):
     np.testing.assert_allclose([losses[1][s] for s in (2, 4)], [losses[0][s] for s in (2, 4)], rtol=1e-6)
     assert "Not the chief" in cluster.tasks["task1"].stderr and "Not the chief" not in cluster.tasks["task0"].stderr
     assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-4")
+    evaluations = [harness.evaluation(cluster.tasks[f"task{rank}"].stdout) for rank in range(2)]
+    assert evaluations[0] == evaluations[1] and np.isfinite(evaluations[0]["validation_loss"])
+    assert "sharding = 'chief'" in (model_dir / "operative_config.gin").read_text()
