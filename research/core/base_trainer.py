@@ -90,11 +90,15 @@ def _create_tf_while_loop_fn_with_state(step_fn: Callable) -> Callable:
     return loop_fn
 
 
-def batch_is_nonempty(inputs) -> tf.Tensor:
-    """bool scalar: the batch holds examples. Evaluating under MultiWorkerMirroredStrategy, a replica whose
-    input pipeline ran out before the others' steps along on an empty batch, whose loss (0, or the NaN
-    of a mean over nothing) must not count."""
-    return tf.shape(tf.nest.flatten(inputs)[0])[0] > 0
+def _batch_examples(inputs) -> tf.Tensor:
+    """float32 scalar: the examples in one replica's batch (the leading dimension of its first tensor).
+
+    The last evaluation batch of a tf.distribute iterator can be empty (partial-batch handling hands
+    replicas without data a batch of 0 examples; a tf.function step over an exhausted iterator runs
+    once more on such a batch before OutOfRangeError). Weighting by this count keeps those batches out
+    of the averages.
+    """
+    return tf.cast(tf.shape(tf.nest.flatten(inputs)[0])[0], tf.float32)
 
 
 def _steps_tensor(num_steps) -> tf.Tensor:
@@ -522,10 +526,8 @@ class Trainer(tf.Module):
 
         def step_fn(inputs):
             logs = self._task.validation_step(inputs, model=self._model, metrics=self._validation_metrics)
-            if self._task.loss in logs:
-                loss, nonempty = logs[self._task.loss], batch_is_nonempty(inputs)
-                self._validation_loss.update_state(tf.where(nonempty, loss, tf.zeros_like(loss)),
-                                                   sample_weight=tf.cast(nonempty, tf.float32))
+            if self._task.loss in logs:  # each batch weighs as many examples as it holds
+                self._validation_loss.update_state(logs[self._task.loss], sample_weight=_batch_examples(inputs))
             return logs
 
         inputs, passthrough_logs = self.next_eval_inputs(iterator)

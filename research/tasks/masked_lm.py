@@ -166,8 +166,10 @@ class MaskedLMTask(base_task.Task):
         weights = labels[features.MASKED_LM_WEIGHTS]
         correct = tf.cast(tf.equal(model_outputs["mlm_predicted_ids"], labels[features.MASKED_LM_IDS]), tf.float32)
         metrics["masked_lm_accuracy"].update_state(correct, sample_weight=weights)
-        nonempty = tf.cast(tf.shape(weights)[0] > 0, tf.float32)  # empty batches: see batch_is_nonempty
-        metrics["lm_example_loss"].update_state(masked_lm_loss(labels, model_outputs), sample_weight=nonempty)
+        # Weighted by the batch's masked positions: over an evaluation, the weighted mean loss of every
+        # masked position (an empty or partial last batch counts for what it holds).
+        metrics["lm_example_loss"].update_state(masked_lm_loss(labels, model_outputs),
+                                                sample_weight=tf.reduce_sum(weights))
         if NEXT_SENTENCE_HEAD in model_outputs and "next_sentence_accuracy" in metrics:
             next_labels = labels[features.NEXT_SENTENCE_LABELS]
             metrics["next_sentence_accuracy"].update_state(next_labels, model_outputs[NEXT_SENTENCE_HEAD])

@@ -130,9 +130,12 @@ class SentencePredictionTask(base_task.Task):
     def build_losses(self, labels, model_outputs, aux_losses=None) -> tf.Tensor:
         logits = tf.cast(model_outputs, tf.float32)
         if self.task_config.is_regression:
-            loss = tf.reduce_mean(tf.square(tf.cast(labels, tf.float32) - tf.squeeze(logits, axis=-1)))
+            per_example = tf.square(tf.cast(labels, tf.float32) - tf.squeeze(logits, axis=-1))
         else:
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        # The mean, and 0 (not NaN) for an empty batch: a multi-worker evaluation hands one to a replica
+        # whose data ran out first, and a NaN would poison the averages even at weight 0.
+        loss = tf.math.divide_no_nan(tf.reduce_sum(per_example), tf.cast(tf.size(per_example), tf.float32))
         if aux_losses:
             loss += tf.add_n([tf.cast(aux, tf.float32) for aux in aux_losses])
         return loss

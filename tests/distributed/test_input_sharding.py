@@ -164,14 +164,8 @@ def test_classification_examples_are_split_by_element_or_kept_on_the_chief(spm_m
 
 # -- empty batches: what a worker whose evaluation data ran out gets -------------------------------
 
-def test_an_empty_evaluation_batch_changes_no_validation_log(tmp_path):
-    """MultiWorkerMirroredStrategy hands an empty batch to the replica whose input ran out first: the
-    model must run on it and the logs must be those without it (masked-LM loss, accuracy, example loss)."""
-    records = harness.write_split_invariant_records(tmp_path / "records", num_shards=2, per_shard=3)
-    validation = dataclasses.replace(_config(records), is_training=False)
-    config = masked_lm.MaskedLMConfig(model=lambda: modeling.BertPretrainer(tiny_encoder()), validation_data=validation)
-    task = masked_lm.MaskedLMTask(config)
-    experiment = experiment_config(task=config)
+def _logs_with_and_without_an_empty_batch(task, validation):
+    experiment = experiment_config(task=task.task_config)
     model = task.build_model()
     batches = task.build_inputs(validation)
     empty = batches.take(1).map(lambda batch: {name: value[:0] for name, value in batch.items()})
@@ -180,6 +174,26 @@ def test_an_empty_evaluation_batch_changes_no_validation_log(tmp_path):
         trainer = base_trainer.Trainer(experiment, task, model, task.create_optimizer(experiment.trainer.optimizer_config),
                                        train=False, validation_dataset=dataset)
         logs[name] = {key: float(value) for key, value in trainer.evaluate(-1).items()}
-    assert set(logs["plain"]) == {"validation_loss", "masked_lm_accuracy", "lm_example_loss"}
-    for key, value in logs["plain"].items():
-        assert np.isfinite(value) and logs["with_empty"][key] == pytest.approx(value, rel=1e-6), key
+    return logs
+
+
+def test_an_empty_evaluation_batch_changes_no_validation_log(tmp_path, spm_model):
+    """MultiWorkerMirroredStrategy hands an empty batch to the replica whose input ran out first: the
+    models must run on it and the logs must be those without it (no NaN from a mean over nothing)."""
+    records = harness.write_split_invariant_records(tmp_path / "records", num_shards=2, per_shard=3)
+    validation = dataclasses.replace(_config(records), is_training=False)
+    pretraining = masked_lm.MaskedLMTask(masked_lm.MaskedLMConfig(
+        model=lambda: modeling.BertPretrainer(tiny_encoder()), validation_data=validation))
+    tsv = tmp_path / "reviews.tsv"
+    tsv.write_text("".join(f"{i % 2}\tthe dog {'and the fox ' * (i % 3)}\n" for i in range(11)), encoding="utf-8")
+    classification_data = sentence_prediction.ClassificationDataConfig(
+        input_path=str(tsv), spm_model=str(spm_model), global_batch_size=4, seq_len=16, is_training=False)
+    classification = sentence_prediction.SentencePredictionTask(sentence_prediction.SentencePredictionConfig(
+        model=lambda: modeling.BertClassifier(tiny_encoder(vocab_size=150), num_classes=2, dropout_rate=0.0),
+        validation_data=classification_data))
+    for task, data, names in ((pretraining, validation, {"validation_loss", "masked_lm_accuracy", "lm_example_loss"}),
+                              (classification, classification_data, {"validation_loss", "accuracy"})):
+        logs = _logs_with_and_without_an_empty_batch(task, data)
+        assert set(logs["plain"]) == names
+        for key, value in logs["plain"].items():
+            assert np.isfinite(value) and logs["with_empty"][key] == pytest.approx(value, rel=1e-6), key
