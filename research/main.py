@@ -2,7 +2,8 @@
 
     python -m research.main --gin_file=gin/experiments/demo_pretrain.gin \\
         [--gin_file=...] [--gin_param='TRAIN_STEPS = 200'] [--mode=train_and_eval] [--model_dir=runs/x]
-        [--distribution_strategy=multi_worker_mirrored] [--tpu_address=grpc://10.0.0.2:8470]
+        [--distribution_strategy=multi_worker_mirrored] [--cluster_resolver=slurm]
+        [--tpu_address=grpc://10.0.0.2:8470]
 
 The gin files bind `launch.launch` (research/core/launch.py): the task class, the experiment config
 (task, trainer schedule, runtime), the distribution strategy and, usually, `MODEL_DIR`. Gin is
@@ -10,8 +11,9 @@ parsed here and nowhere else; a bad file or binding fails before any work, namin
 binding.
 
 Multi-worker and parameter-server jobs run this same binary in every task of the cluster, each with
-its own `TF_CONFIG` (README.md, "Distributed training"). The strategy is created first thing in
-`launch.launch`, before any other TensorFlow work; gin parsing itself runs no TensorFlow op.
+its own `TF_CONFIG`, or under `srun` with `--cluster_resolver=slurm` (README.md, "Distributed
+training"). The strategy is created first thing in `launch.launch`, before any other TensorFlow work;
+gin parsing itself runs no TensorFlow op.
 """
 import difflib
 import json
@@ -36,6 +38,11 @@ _DISTRIBUTION_STRATEGY = flags.DEFINE_enum(
     "Overrides the strategy bound in gin (the binding DISTRIBUTION_STRATEGY = '...').")
 _TPU_ADDRESS = flags.DEFINE_string("tpu_address", None,
                                    "The TPU for --distribution_strategy=tpu: a name, grpc://host:port, or 'local'.")
+_CLUSTER_RESOLVER = flags.DEFINE_enum(
+    "cluster_resolver", None, list(distribute.CLUSTER_RESOLVERS),
+    "Where multi_worker_mirrored / parameter_server / tpu find their cluster: 'tf_config' (the TF_CONFIG "
+    "variable), 'slurm' (the variables srun sets: run `srun python -m research.main ...`), 'tpu' (the TPU "
+    "at --tpu_address). Default: TF_CONFIG when it is set.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Only build the model and run it on one batch of each dataset.")
 _DETERMINISTIC = flags.DEFINE_bool(
     "deterministic", False, "Seed Python, NumPy, Keras and TensorFlow with --seed and enable TensorFlow's "
@@ -132,9 +139,13 @@ def check_macros_are_read(gin_params) -> None:
                              f"the macros this experiment reads: {', '.join(sorted(read))}")
 
 
-def strategy_bindings(distribution_strategy: str | None, tpu_address: str | None) -> list[str]:
-    """The gin bindings of --distribution_strategy and --tpu_address (the run gin files bind both names)."""
+def strategy_bindings(distribution_strategy: str | None, tpu_address: str | None,
+                      cluster_resolver: str | None = None) -> list[str]:
+    """The gin bindings of --distribution_strategy, --tpu_address and --cluster_resolver (the run gin
+    files bind DISTRIBUTION_STRATEGY)."""
     bindings = []
+    if cluster_resolver:
+        bindings.append(f"distribute.get_distribution_strategy.cluster_resolver = {cluster_resolver!r}")
     if distribution_strategy:
         bindings += [f"DISTRIBUTION_STRATEGY = {distribution_strategy!r}",
                      f"distribute.get_distribution_strategy.distribution_strategy = {distribution_strategy!r}"]
@@ -151,7 +162,7 @@ def main(argv):
         overrides.append(f"launch.launch.mode = {_MODE.value!r}")
     if _MODEL_DIR.value:
         overrides += [f"MODEL_DIR = {_MODEL_DIR.value!r}", f"launch.launch.model_dir = {_MODEL_DIR.value!r}"]
-    overrides += strategy_bindings(_DISTRIBUTION_STRATEGY.value, _TPU_ADDRESS.value)
+    overrides += strategy_bindings(_DISTRIBUTION_STRATEGY.value, _TPU_ADDRESS.value, _CLUSTER_RESOLVER.value)
     parse_gin(_GIN_FILE.value, _GIN_PARAM.value, overrides)
     if _DETERMINISTIC.value:
         make_deterministic(_SEED.value)

@@ -3,13 +3,20 @@
 Call `get_distribution_strategy` before any other TensorFlow work: multi-worker strategies must be
 created before the runtime initializes its devices.
 """
+import contextlib
 import os
+import re
 import tempfile
 
 import tensorflow as tf
 from absl import logging
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "parameter_server", "tpu", "off", "default")
+CLUSTER_RESOLVERS = ("tf_config", "slurm", "tpu")
+_CLUSTER_STRATEGIES = {"tf_config": ("multi_worker_mirrored", "parameter_server"),
+                       "slurm": ("multi_worker_mirrored", "parameter_server"), "tpu": ("tpu",)}
+# What SlurmClusterResolver reads (srun sets them in every task of a job step).
+SLURM_VARIABLES = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_NODELIST", "SLURM_STEP_TASKS_PER_NODE")
 
 
 def _collective_communication(all_reduce_alg):
@@ -36,8 +43,10 @@ def _mirrored_cross_device_ops(all_reduce_alg, num_packs):
     return ops[all_reduce_alg](num_packs=num_packs)
 
 
-def tpu_initialize(tpu_address: str | None):
+def tpu_initialize(tpu_address: str | None, resolver=None):
     """Connects to the TPU at `tpu_address` ('' or 'local': this host) and initializes the TPU system.
+
+    `resolver`: a TPUClusterResolver already made (by `make_cluster_resolver('tpu', ...)`), or None.
 
     Returns:
       The TPUClusterResolver.
@@ -47,14 +56,87 @@ def tpu_initialize(tpu_address: str | None):
         address that nothing answers may block while connecting: that is TensorFlow's behaviour.)
     """
     try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
+        resolver = resolver or tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
         if tpu_address not in (None, "", "local"):
             tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RuntimeError(f"Could not initialize the TPU at tpu_address={tpu_address!r}: {first_line}") from error
+        raise _tpu_error(tpu_address, error) from error
     return resolver
+
+
+def _tpu_error(tpu_address, error) -> RuntimeError:
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return RuntimeError(f"Could not initialize the TPU at tpu_address={tpu_address!r}: {first_line}")
+
+
+def slurm_cluster_resolver(port_base: int = 8888, jobs: dict | None = None):
+    """The cluster of this Slurm job step, from the variables srun sets in each task (SLURM_VARIABLES).
+
+    Args:
+      port_base: task k of a node listens on port_base + k (TensorFlow's SlurmClusterResolver); the
+        ports must be free on every node.
+      jobs: tasks per job, e.g. {'chief': 1, 'ps': 1, 'worker': 2} for parameter servers; None: every
+        task is a 'worker' (MultiWorkerMirroredStrategy; worker 0 is the chief). Ranks (SLURM_PROCID)
+        go to the jobs in sorted name order: chief, then ps, then worker.
+
+    Returns:
+      TensorFlow's SlurmClusterResolver on nodes with GPUs (it sets CUDA_VISIBLE_DEVICES per task).
+      On CPU-only nodes, a SimpleClusterResolver over the cluster it resolves: TensorFlow's resolver
+      hands out GPUs to tasks and fails without any (nvidia-smi missing, or a zero step), so it resolves
+      with one placeholder GPU per task, not exported, and the strategy is told there is none.
+
+    Raises:
+      RuntimeError: a Slurm variable is missing (not inside `srun`), naming it.
+    """
+    missing = [name for name in SLURM_VARIABLES if name not in os.environ]
+    if missing:
+        raise RuntimeError(f"cluster_resolver='slurm' needs the variables srun sets in each task; missing: "
+                           f"{', '.join(missing)}. Start every task with `srun python -m research.main ...` "
+                           "inside an allocation (sbatch or salloc).")
+    slurm = tf.distribute.cluster_resolver.SlurmClusterResolver
+    if tf.config.list_physical_devices("GPU"):  # lists devices without initializing the runtime
+        return slurm(jobs=jobs, port_base=port_base)
+    tasks = int(os.environ["SLURM_STEP_NUM_TASKS"])
+    resolver = slurm(jobs=jobs, port_base=port_base, gpus_per_node=tasks, gpus_per_task=1, auto_set_gpu=False)
+    cluster_spec = resolver.cluster_spec()  # also sets task_type and task_id
+    return tf.distribute.cluster_resolver.SimpleClusterResolver(
+        cluster_spec, task_type=resolver.task_type, task_id=resolver.task_id, rpc_layer=resolver.rpc_layer,
+        num_accelerators={})
+
+
+def make_cluster_resolver(name: str, distribution_strategy: str, tpu_address: str | None = None,
+                          slurm_port_base: int = 8888, slurm_jobs: dict | None = None):
+    """The cluster resolver `name` ('tf_config', 'slurm' or 'tpu') for `distribution_strategy`.
+
+    'tf_config' reads the TF_CONFIG variable (Kubernetes operators and most launchers set it);
+    'slurm' the variables srun sets (see `slurm_cluster_resolver`); 'tpu' finds the TPU at
+    tpu_address (a name, grpc://host:port, or 'local' on a TPU VM).
+
+    Raises:
+      ValueError: an unknown name, a resolver that does not go with the strategy, or 'tf_config'
+        without TF_CONFIG.
+    """
+    if name not in CLUSTER_RESOLVERS:
+        raise ValueError(f"Unknown cluster_resolver {name!r}; valid names: {list(CLUSTER_RESOLVERS)}")
+    if distribution_strategy not in _CLUSTER_STRATEGIES[name]:
+        raise ValueError(f"cluster_resolver={name!r} goes with distribution_strategy "
+                         f"{' or '.join(map(repr, _CLUSTER_STRATEGIES[name]))}, got {distribution_strategy!r}")
+    if name == "tf_config":
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("cluster_resolver='tf_config' but the TF_CONFIG environment variable is not set")
+        return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if name == "slurm":
+        return slurm_cluster_resolver(slurm_port_base, slurm_jobs)
+    try:
+        return tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
+    except (ValueError, RuntimeError, tf.errors.OpError) as error:
+        raise _tpu_error(tpu_address, error) from error
+
+
+def _describe_cluster(resolver) -> None:
+    logging.info("Cluster from %s: %s; this task is %s:%s", type(resolver).__name__,
+                 resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id)
 
 
 def serve(cluster_resolver, inter_op_parallelism_threads: int | None = None, join: bool = True):
@@ -91,6 +173,33 @@ def serve(cluster_resolver, inter_op_parallelism_threads: int | None = None, joi
     return server
 
 
+class ParameterServerUnavailableError(RuntimeError):
+    """A parameter server of a ParameterServerStrategy job was lost: the job cannot go on."""
+
+
+@contextlib.contextmanager
+def parameter_server_failures(strategy: tf.distribute.Strategy, model_dir: str):
+    """Turns the loss of a parameter server into ParameterServerUnavailableError, saying what to do.
+
+    The variables live on the parameter servers, so ClusterCoordinator cannot recover from losing one
+    (a lost worker it can: its closures run elsewhere until it is back). The error names the task and
+    the checkpoint that a restart of the cluster resumes from. Other errors pass unchanged.
+    """
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
+        task = re.search(r"/job:ps/replica:\d+/task:\d+", str(error))
+        if not isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy) or task is None:
+            raise
+        first_line = str(error).strip().splitlines()[0]
+        latest = tf.train.latest_checkpoint(model_dir)
+        raise ParameterServerUnavailableError(
+            f"Parameter server {task.group(0)} is unreachable ({type(error).__name__}: {first_line}). Training "
+            "cannot go on without it: ParameterServerStrategy keeps the variables there. Restart every task of "
+            f"the cluster (parameter servers and workers, then the chief); training resumes from the last "
+            f"checkpoint, {latest or f'none yet in {model_dir}: it starts over'}.") from error
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True on the task that writes model_dir: the only task without a cluster, the chief (or worker 0
     when the cluster has no chief) under MultiWorkerMirroredStrategy, the coordinator under
@@ -113,7 +222,9 @@ def task_write_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
 def get_distribution_strategy(distribution_strategy: str = "one_device", num_gpus: int = 0,
                               tpu_address: str | None = None, all_reduce_alg: str | None = None,
                               num_packs: int = 1, communication_timeout_seconds: float | None = None,
-                              server_inter_op_threads: int | None = None, **kwargs) -> tf.distribute.Strategy:
+                              server_inter_op_threads: int | None = None, cluster_resolver=None,
+                              slurm_port_base: int = 8888, slurm_jobs: dict | None = None,
+                              **kwargs) -> tf.distribute.Strategy:
     """Returns a tf.distribute.Strategy by name.
 
     Args:
@@ -137,6 +248,11 @@ def get_distribution_strategy(distribution_strategy: str = "one_device", num_gpu
         this time fails with DeadlineExceeded (a dead peer is otherwise found by the strategy's health
         check, within about a minute). Keep it well above the slowest step, first-step tracing included.
       server_inter_op_threads: 'parameter_server' worker and ps tasks: see `serve`.
+      cluster_resolver: where 'multi_worker_mirrored', 'parameter_server' and 'tpu' find their
+        cluster: 'tf_config' (the TF_CONFIG variable), 'slurm' (the variables srun sets, see
+        `slurm_cluster_resolver`), 'tpu' (the TPU at tpu_address), or a ClusterResolver object. None:
+        TF_CONFIG (a single local worker when it is not set) and, for 'tpu', the TPU at tpu_address.
+      slurm_port_base, slurm_jobs: see `slurm_cluster_resolver`.
       **kwargs: passed to the strategy's constructor.
 
     Raises:
@@ -152,6 +268,10 @@ def get_distribution_strategy(distribution_strategy: str = "one_device", num_gpu
         raise ValueError(message)
     name = distribution_strategy.lower()
     logging.info("Distribution strategy: %s (num_gpus=%d)", name, num_gpus)
+    if isinstance(cluster_resolver, str):
+        cluster_resolver = make_cluster_resolver(cluster_resolver, name, tpu_address, slurm_port_base, slurm_jobs)
+    elif cluster_resolver is not None and name not in ("multi_worker_mirrored", "parameter_server", "tpu"):
+        raise ValueError(f"distribution_strategy={name!r} takes no cluster_resolver, got {cluster_resolver!r}")
     if name in ("off", "default"):
         if num_gpus > 1:
             raise ValueError(f"distribution_strategy={name!r} cannot use num_gpus={num_gpus} > 1")
@@ -169,12 +289,18 @@ def get_distribution_strategy(distribution_strategy: str = "one_device", num_gpu
     if name == "multi_worker_mirrored":
         options = tf.distribute.experimental.CommunicationOptions(
             implementation=_collective_communication(all_reduce_alg), timeout_seconds=communication_timeout_seconds)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options, **kwargs)
+        if cluster_resolver is not None:
+            _describe_cluster(cluster_resolver)
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options,
+                                                             cluster_resolver=cluster_resolver, **kwargs)
+        logging.info("MultiWorkerMirroredStrategy: %d replicas in sync", strategy.num_replicas_in_sync)
+        return strategy
     if name == "parameter_server":
-        resolver = kwargs.pop("cluster_resolver", None) or tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        resolver = cluster_resolver or tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        _describe_cluster(resolver)
         if resolver.task_type in ("worker", "ps"):
             serve(resolver, server_inter_op_threads)
         return tf.distribute.experimental.ParameterServerStrategy(resolver, **kwargs)
     if name == "tpu":
-        return tf.distribute.TPUStrategy(tpu_initialize(tpu_address), **kwargs)
+        return tf.distribute.TPUStrategy(tpu_initialize(tpu_address, cluster_resolver), **kwargs)
     raise ValueError(f"Unknown distribution_strategy {distribution_strategy!r}; valid names: {list(STRATEGIES)}")

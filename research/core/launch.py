@@ -68,9 +68,10 @@ def launch(*, task_class: type, config: config_definitions.ExperimentConfig, mod
         _check_writable(model_dir)
     logging.info("Running %s in mode %s under %s into %s", type(task).__name__, mode, type(strategy).__name__,
                  model_dir)
-    model, eval_logs = train_lib.run_experiment(
-        distribution_strategy=strategy, task=task, mode=mode, params=config, model_dir=model_dir,
-        run_post_eval=run_post_eval, operative_config=operative_config() if operative_config else None)
+    with distribute.parameter_server_failures(strategy, model_dir):
+        model, eval_logs = train_lib.run_experiment(
+            distribution_strategy=strategy, task=task, mode=mode, params=config, model_dir=model_dir,
+            run_post_eval=run_post_eval, operative_config=operative_config() if operative_config else None)
     if operative_config and chief:
         with tf.io.gfile.GFile(os.path.join(model_dir, OPERATIVE_CONFIG_NAME), "w") as config_file:
             config_file.write(operative_config())

@@ -23,7 +23,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from research.data import features
+from research.data import features, input_sharding
 from research.data.tokenizer import CLS_ID, PAD_ID, SEP_ID
 
 LABEL_TYPES = {"int": (int, tf.int32), "float": (float, tf.float32)}
@@ -153,7 +153,7 @@ def encode_examples(examples, tokenizer, seq_len):
 
 def build_dataset(examples, tokenizer, *, seq_len=128, batch_size=32, is_training=False,
                   pad_to="max", bucket_boundaries=None, label_type="int", seed=0,
-                  shuffle_buffer_size=None, input_context=None):
+                  shuffle_buffer_size=None, input_context=None, sharding="auto"):
     """Builds the tf.data pipeline of classification batches (see the module docstring).
 
     Args:
@@ -169,6 +169,9 @@ def build_dataset(examples, tokenizer, *, seq_len=128, batch_size=32, is_trainin
       label_type: 'int' (labels int32 [batch]) or 'float' (float32 [batch]).
       shuffle_buffer_size: None shuffles the whole (in-memory) dataset.
       input_context: a `tf.distribute.InputContext` to shard by, or None.
+      sharding: how the input pipelines split the examples (held in memory, so by element):
+        'auto' or 'element' (each keeps every N-th example), or 'chief' (evaluation only: pipeline 0
+        keeps them all); see research/data/input_sharding.py.
 
     Returns:
       A `tf.data.Dataset` of dicts of input_word_ids, input_mask, input_type_ids (int32 [batch, L]) and
@@ -180,8 +183,13 @@ def build_dataset(examples, tokenizer, *, seq_len=128, batch_size=32, is_trainin
     dataset = tf.data.Dataset.from_tensor_slices({
         features.INPUT_WORD_IDS: word_ids, features.INPUT_TYPE_IDS: type_ids,
         features.LABEL: labels, _LENGTH: lengths})
+    if sharding == "file":
+        raise ValueError("sharding='file' does not apply to classification data (one file, read into memory): "
+                         "use 'auto' or 'element' (every pipeline keeps every N-th example) or 'chief'")
+    split = input_sharding.resolve("element" if sharding == "auto" else sharding, 1, input_context,
+                                   is_training=is_training, source=f"{len(examples)} examples")
+    dataset = input_sharding.shard_elements(dataset, split, input_context)
     if input_context is not None:
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     if is_training:
         dataset = dataset.shuffle(shuffle_buffer_size or len(examples), seed=seed,

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from research import ops
 from research.data import features
+from research.data import input_sharding
 from research.data import tokenizer
 
 DEFAULT_SPECIAL_TOKEN_IDS = (tokenizer.PAD_ID, tokenizer.UNK_ID, tokenizer.CLS_ID, tokenizer.SEP_ID)
@@ -75,7 +76,8 @@ def check_vocab_size(file_pattern: str, vocab_size: int, source: str = "vocab_si
 def pretrain_dataset(file_pattern: str, *, batch_size: int, seq_len: int, masking: MaskingConfig,
                      is_training: bool = True, seed: int = 0, word_start_table=None,
                      use_next_sentence_label: bool = False, shuffle_buffer_size: int = 10_000,
-                     input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+                     input_context: tf.distribute.InputContext | None = None,
+                     sharding: str = "auto") -> tf.data.Dataset:
     """Builds the pretraining dataset.
 
     Args:
@@ -90,7 +92,10 @@ def pretrain_dataset(file_pattern: str, *, batch_size: int, seq_len: int, maskin
         whole-word masking.
       use_next_sentence_label: also yield `next_sentence_labels` int32 [batch].
       shuffle_buffer_size: records held by the shuffle buffer.
-      input_context: tf.distribute input context; each input pipeline reads its own shard of files.
+      input_context: tf.distribute input context: each input pipeline reads its share of the records
+        (see `sharding`) and batches per replica.
+      sharding: how the input pipelines split the records: 'auto', 'file', 'element' or 'chief'
+        (evaluation only); see research/data/input_sharding.py.
 
     Returns:
       A dataset of dicts: `input_word_ids`, `input_mask`, `input_type_ids` int32 [batch, seq_len];
@@ -105,17 +110,15 @@ def pretrain_dataset(file_pattern: str, *, batch_size: int, seq_len: int, maskin
     if len(empty) == len(files):  # a repeated pipeline over empty files would spin forever
         raise ValueError(f"every shard matching {file_pattern!r} is empty (0 bytes): {', '.join(empty[:5])}")
     _check_first_record(next(path for path in files if path not in empty), seq_len, use_next_sentence_label)
-    dataset = tf.data.Dataset.from_tensor_slices(files)
+    split = input_sharding.resolve(sharding, len(files), input_context, is_training=is_training, source=file_pattern)
+    dataset = input_sharding.shard_files(tf.data.Dataset.from_tensor_slices(files), split, input_context)
     if input_context is not None:
-        if len(files) < input_context.num_input_pipelines:
-            raise ValueError(f"{len(files)} shard(s) match {file_pattern!r}, fewer than the "
-                             f"{input_context.num_input_pipelines} input pipelines that each need one")
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-    if is_training:
+    if is_training:  # the same seed on every pipeline: element sharding needs one record order everywhere
         dataset = dataset.shuffle(len(files), seed=seed).repeat()
     dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = input_sharding.shard_elements(dataset, split, input_context)
     if is_training:
         dataset = dataset.shuffle(shuffle_buffer_size, seed=seed)
     dataset = dataset.batch(batch_size, drop_remainder=is_training)

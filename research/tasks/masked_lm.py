@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from research.core import base_task
 from research.core.config_definitions import require
-from research.data import features, pretrain_input
+from research.data import features, input_sharding, pretrain_input
 from research.data import tokenizer as tokenizer_lib
 from research.tasks import checkpoint_init
 
@@ -38,6 +38,9 @@ class PretrainDataConfig:
       mask_rate, mask_prob, random_prob: see research.ops.mask_tokens.
       masking_backend: 'auto', 'native' or 'reference'.
       shuffle_buffer_size: records in the shuffle buffer.
+      sharding: how the workers of a multi-worker job split the records: 'auto' (by file when there
+        are at least as many files as workers, else by record), 'file', 'element', or 'chief'
+        (evaluation data only: the chief evaluates everything); see research/data/input_sharding.py.
     """
     input_path: str = ""
     global_batch_size: int = 32
@@ -54,6 +57,7 @@ class PretrainDataConfig:
     random_prob: float = 0.1
     masking_backend: str = "auto"
     shuffle_buffer_size: int = 10_000
+    sharding: str = "auto"
 
     def __post_init__(self):
         require(bool(self.input_path), "PretrainDataConfig.input_path is empty: bind it to a glob of TFRecord shards")
@@ -61,6 +65,7 @@ class PretrainDataConfig:
             value = getattr(self, name)
             require(isinstance(value, int) and value >= 1,
                      f"PretrainDataConfig.{name} must be an int >= 1, got {value!r}")
+        input_sharding.check_policy(self.sharding, self.is_training, field="PretrainDataConfig.sharding")
         require(not self.whole_word_masking or bool(self.spm_model),
                  "PretrainDataConfig.whole_word_masking needs spm_model (the word starts come from its pieces)")
 
@@ -134,7 +139,7 @@ class MaskedLMTask(base_task.Task):
             params.input_path, batch_size=params.global_batch_size, seq_len=params.seq_len,
             masking=params.masking(), is_training=params.is_training, seed=params.seed,
             word_start_table=word_start_table, use_next_sentence_label=params.use_next_sentence_label,
-            shuffle_buffer_size=params.shuffle_buffer_size, input_context=input_context)
+            shuffle_buffer_size=params.shuffle_buffer_size, input_context=input_context, sharding=params.sharding)
 
     def build_losses(self, labels, model_outputs, aux_losses=None) -> tf.Tensor:
         """Weighted mean masked-LM cross-entropy (+ next-sentence loss, + auxiliary losses).

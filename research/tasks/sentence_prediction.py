@@ -14,7 +14,7 @@ from absl import logging
 
 from research.core import base_task
 from research.core.config_definitions import require
-from research.data import classification_input, features
+from research.data import classification_input, features, input_sharding
 from research.data import tokenizer as tokenizer_lib
 from research.tasks import checkpoint_init
 
@@ -38,6 +38,8 @@ class ClassificationDataConfig:
       seed: split and shuffling seed.
       pad_to: 'max' (every batch seq_len long) or 'batch' (each batch padded to its longest example).
       bucket_boundaries: with pad_to='batch', lengths along which examples are bucketed.
+      sharding: how the workers of a multi-worker job split the examples: 'auto' or 'element' (each
+        keeps every N-th), or 'chief' (evaluation data only: the chief evaluates everything).
     """
     input_path: str = ""
     spm_model: str = ""
@@ -49,12 +51,16 @@ class ClassificationDataConfig:
     seed: int = 0
     pad_to: str = "batch"
     bucket_boundaries: tuple | None = None
+    sharding: str = "auto"
 
     def __post_init__(self):
         require(bool(self.input_path), "ClassificationDataConfig.input_path is empty: bind it to a TSV file")
         require(bool(self.spm_model), "ClassificationDataConfig.spm_model is empty: bind it to the encoder's "
                                        "sentencepiece model")
         require(self.split in SPLITS, f"ClassificationDataConfig.split must be one of {SPLITS}, got {self.split!r}")
+        require(self.sharding != "file", "ClassificationDataConfig.sharding='file' does not apply (one TSV, read "
+                                         "into memory): use 'auto', 'element' or 'chief'")
+        input_sharding.check_policy(self.sharding, self.is_training, field="ClassificationDataConfig.sharding")
         for name in ("global_batch_size", "seq_len"):
             value = getattr(self, name)
             require(isinstance(value, int) and value >= 1,
@@ -153,7 +159,7 @@ class SentencePredictionTask(base_task.Task):
             examples, tokenizer_lib.Tokenizer(params.spm_model), seq_len=params.seq_len,
             batch_size=params.global_batch_size, is_training=params.is_training, pad_to=params.pad_to,
             bucket_boundaries=params.bucket_boundaries, label_type=label_type, seed=params.seed,
-            input_context=input_context)
+            input_context=input_context, sharding=params.sharding)
 
     def split_inputs(self, inputs):
         features_only = {name: value for name, value in inputs.items() if name != features.LABEL}
@@ -162,9 +168,12 @@ class SentencePredictionTask(base_task.Task):
     def build_losses(self, labels, model_outputs, aux_losses=None) -> tf.Tensor:
         logits = tf.cast(model_outputs, tf.float32)
         if self.task_config.is_regression:
-            loss = tf.reduce_mean(tf.square(tf.cast(labels, tf.float32) - tf.squeeze(logits, axis=-1)))
+            per_example = tf.square(tf.cast(labels, tf.float32) - tf.squeeze(logits, axis=-1))
         else:
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        # The mean, and 0 (not NaN) for an empty batch: a multi-worker evaluation hands one to a replica
+        # whose data ran out first, and a NaN would poison the averages even at weight 0.
+        loss = tf.math.divide_no_nan(tf.reduce_sum(per_example), tf.cast(tf.size(per_example), tf.float32))
         if aux_losses:
             loss += tf.add_n([tf.cast(aux, tf.float32) for aux in aux_losses])
         return loss

@@ -47,6 +47,37 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def consecutive_free_ports(count: int, attempts: int = 50) -> int:
+    """A port p such that p .. p + count - 1 were all free a moment ago (Slurm's resolver numbers the
+    tasks of a node from one base port)."""
+    for _ in range(attempts):
+        base = free_ports(1)[0]
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind(("localhost", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports found in {attempts} attempts")
+
+
+def slurm_environment(proc_id: int, num_tasks: int) -> dict:
+    """The variables srun sets in task `proc_id` of a one-node job step of `num_tasks` tasks on localhost
+    (SlurmClusterResolver reads SLURM_PROCID and the SLURM_STEP_* ones; the rest make it realistic)."""
+    return {"SLURM_PROCID": str(proc_id), "SLURM_LOCALID": str(proc_id), "SLURM_NODEID": "0",
+            "SLURM_STEP_NUM_TASKS": str(num_tasks), "SLURM_NTASKS": str(num_tasks), "SLURM_NPROCS": str(num_tasks),
+            "SLURM_STEP_NODELIST": "localhost", "SLURM_JOB_NODELIST": "localhost", "SLURM_NODELIST": "localhost",
+            "SLURM_STEP_NUM_NODES": "1", "SLURM_NNODES": "1", "SLURM_STEP_TASKS_PER_NODE": str(num_tasks),
+            "SLURM_TASKS_PER_NODE": str(num_tasks), "SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0",
+            "SLURM_STEPID": "0", "SLURMD_NODENAME": "localhost"}
+
+
 def cluster_spec(**num_tasks: int) -> dict:
     """{'worker': ['localhost:p1', ...], 'ps': [...], ...} on free ports, e.g. cluster_spec(worker=2, ps=1)."""
     ports = iter(free_ports(sum(num_tasks.values())))
@@ -81,6 +112,38 @@ def write_split_invariant_records(directory: Path, num_shards: int = 2, per_shar
     return str(directory / "train-*.tfrecord")
 
 
+def write_sequences(path: Path, sequences) -> str:
+    """One TFRecord file of pretraining records holding `sequences` (id lists, padded to 16); returns its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for ids in sequences:
+            ids = list(ids) + [0] * (16 - len(ids))
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "input_word_ids": tf.train.Feature(int64_list=tf.train.Int64List(value=ids)),
+                "input_type_ids": tf.train.Feature(int64_list=tf.train.Int64List(value=[0] * 16))}))
+                         .SerializeToString())
+    return str(path)
+
+
+def random_sequences(count: int, seed: int) -> list[list[int]]:
+    """`count` sequences of SEQUENCE_LENGTH tokens: [CLS], random ids in [5, 60), [SEP]."""
+    rng = np.random.RandomState(seed)
+    return [[2] + list(rng.randint(5, 60, size=SEQUENCE_LENGTH - 2)) + [3] for _ in range(count)]
+
+
+def demo_command(model_dir, train_records, eval_records, train_steps: int, *params: str, flags=()) -> list[str]:
+    """`python -m research.main` on gin/experiments/demo_pretrain.gin in its default mode
+    (train_and_eval, the whole validation set), with a tiny encoder and the given records."""
+    bindings = ["modeling.BertEncoder.hidden_size = 16", "modeling.BertEncoder.num_layers = 1",
+                "modeling.BertEncoder.num_attention_heads = 2", "modeling.BertEncoder.intermediate_size = 32",
+                "VOCAB_SIZE = 60", "SEQ_LEN = 16", "GLOBAL_BATCH_SIZE = 4", "EVAL_BATCH_SIZE = 4",
+                "WARMUP_STEPS = 2", "STEPS_PER_LOOP = 2", "launch.launch.seed = 1",
+                f"TRAIN_DATA = '{train_records}'", f"EVAL_DATA = '{eval_records}'", f"TRAIN_STEPS = {train_steps}",
+                *params]
+    return [sys.executable, "-m", "research.main", "--gin_file=gin/experiments/demo_pretrain.gin",
+            f"--model_dir={model_dir}", *[f"--gin_param={b}" for b in bindings], *flags]
+
+
 def main_command(model_dir, records, train_steps: int, *params: str, flags=(), eval_records=None) -> list[str]:
     """`python -m research.main` on the bert_base experiment shrunk by TINY, with extra gin params."""
     bindings = TINY + [f"TRAIN_DATA = '{records}'", f"EVAL_DATA = '{eval_records or records}'",
@@ -89,11 +152,13 @@ def main_command(model_dir, records, train_steps: int, *params: str, flags=(), e
             f"--model_dir={model_dir}", *[f"--gin_param={b}" for b in bindings], *flags]
 
 
-def environment(tf_config_json: str | None = None) -> dict:
+def environment(tf_config_json: str | None = None, extra: dict | None = None) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    env.pop("TF_CONFIG", None)
+    for name in [name for name in env if name == "TF_CONFIG" or name.startswith("SLURM")]:
+        del env[name]
     if tf_config_json:
         env["TF_CONFIG"] = tf_config_json
+    env.update(extra or {})
     return env
 
 
@@ -139,8 +204,9 @@ class Cluster:
         self.log_dir = Path(log_dir)
         self.tasks: dict[str, Task] = {}
 
-    def start(self, name: str, command: list[str], tf_config_json: str | None = None) -> Task:
-        self.tasks[name] = Task(name, command, environment(tf_config_json), self.log_dir)
+    def start(self, name: str, command: list[str], tf_config_json: str | None = None,
+              extra_env: dict | None = None) -> Task:
+        self.tasks[name] = Task(name, command, environment(tf_config_json, extra_env), self.log_dir)
         return self.tasks[name]
 
     def wait(self, names, timeout: float) -> dict[str, int]:

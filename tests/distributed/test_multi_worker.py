@@ -92,3 +92,44 @@ def test_killed_worker_fails_the_job_and_a_restart_resumes(tmp_path):
         assert f"Restored {latest} (step {saved_step}" in stderr
         assert sorted(harness.train_losses(stderr)) == [saved_step + 2, saved_step + 4]  # not from step 0
     assert tf.train.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{target}")
+
+
+@pytest.mark.slow
+def test_demo_experiment_in_train_and_eval_on_two_workers_with_one_file_of_each(tmp_path):
+    """The demo's default mode on 2 workers with one training and one validation file (the demo writes
+    one validation shard), against one process.
+
+    Training: the file alternates two sequences S0, S1; split by element, worker 0 reads the S0s and
+    worker 1 the S1s, so each global batch is {S0, S0, S1, S1}, as in one process reading the file in
+    order: the same losses (rtol 2e-5, float32 summation order). Evaluation: 9 sequences, split 5/4 by
+    element; worker 1 steps along on an empty batch while worker 0 reads its last one. Every position
+    is predicted (SPLIT_INVARIANT), so the masked-LM accuracy over the whole validation set must be the
+    one process's (one argmax flip allowed for float round-off: 1 of 90 positions).
+    """
+    s0, s1 = harness.random_sequences(2, seed=3)
+    train = harness.write_sequences(tmp_path / "records" / "train-00000-of-00001.tfrecord", [s0, s1] * 8)
+    validation = harness.write_sequences(tmp_path / "records" / "validation-00000-of-00001.tfrecord",
+                                         harness.random_sequences(9, seed=4))
+    with harness.Cluster(tmp_path / "logs") as cluster:
+        single = cluster.start("single", harness.demo_command(tmp_path / "single", train, validation, 4,
+                                                              *harness.SPLIT_INVARIANT))
+        spec = harness.cluster_spec(worker=2)
+        for index in range(2):
+            cluster.start(f"worker{index}", harness.demo_command(tmp_path / "multi_worker", train, validation, 4,
+                                                                 *harness.SPLIT_INVARIANT, flags=MULTI_WORKER),
+                          harness.tf_config(spec, "worker", index))
+        codes = cluster.wait(["single", "worker0", "worker1"], 240)  # hang guard, not a timing assertion
+    assert codes == {"single": 0, "worker0": 0, "worker1": 0}, cluster.report()
+    single_losses, single_eval = harness.train_losses(single.stderr), harness.evaluation(single.stdout)
+    for name in ("worker0", "worker1"):
+        worker = cluster.tasks[name]
+        assert "under CollectiveAllReduceStrategy" in worker.stderr
+        assert "1 file(s) for 2 input pipelines, so every worker reads all of them" in worker.stderr  # training
+        assert "Evaluation data " in worker.stderr and "sharding by element" in worker.stderr
+        losses = harness.train_losses(worker.stderr)
+        assert sorted(losses) == [2, 4]
+        np.testing.assert_allclose([losses[2], losses[4]], [single_losses[2], single_losses[4]], rtol=2e-5)
+        evaluation = harness.evaluation(worker.stdout)
+        assert np.isfinite(evaluation["validation_loss"])
+        assert evaluation["masked_lm_accuracy"] == pytest.approx(single_eval["masked_lm_accuracy"], abs=1.01 / 90)
+    assert tf.train.latest_checkpoint(str(tmp_path / "multi_worker")).endswith("ckpt-4")
