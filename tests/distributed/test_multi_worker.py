@@ -65,9 +65,10 @@ def test_two_workers_train_evaluate_checkpoint_and_match_one_process(tmp_path):
 
 @pytest.mark.slow
 def test_killed_worker_fails_the_job_and_a_restart_resumes(tmp_path):
-    """SIGKILL of worker 1 mid-run: worker 0 exits non-zero within 60 s naming the dead task (the
+    """SIGKILL of worker 1 mid-run: worker 0 exits non-zero naming the dead task instead of hanging (the
     strategy's peer health check aborts the collectives; `communication_timeout_seconds` bounds any
-    collective as well). Both restarted resume from the chief's last checkpoint."""
+    collective as well). Both restarted resume from the chief's last checkpoint. The waits' deadlines
+    are hang guards, generous for a shared host, not speed claims."""
     records = harness.write_split_invariant_records(tmp_path / "records")
     model_dir = tmp_path / "multi_worker"
     params = [*harness.SPLIT_INVARIANT, "distribute.get_distribution_strategy.communication_timeout_seconds = 30.0"]
@@ -75,7 +76,7 @@ def test_killed_worker_fails_the_job_and_a_restart_resumes(tmp_path):
         names = _start_workers(cluster, harness.cluster_spec(worker=2), model_dir, records, 100_000, *params)
         cluster.wait_for_output("worker0", "Saved checkpoint", 90)
         cluster.tasks["worker1"].kill()
-        codes = cluster.wait(["worker0"], 60)
+        codes = cluster.wait(["worker0"], 300)  # hang guard only
         survivor = cluster.tasks["worker0"]
         assert codes["worker0"] not in (0, None)
         assert re.search(r"(UnavailableError|DeadlineExceededError).*", survivor.stderr), survivor.stderr[-3000:]
