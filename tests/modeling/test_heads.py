@@ -118,8 +118,9 @@ def test_classification_head():
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-def test_auto_backend_agrees_with_reference(policy):
-    """'auto' (the C++ kernels where they are built) gives the reference's losses and gradients."""
+def test_auto_backend_agrees_with_reference(policy, native_library):
+    """'auto' (the C++ kernels, which must be built: `native_library`) gives the reference's losses and
+    gradients."""
     keras.mixed_precision.set_global_policy(policy)
     encoder = tiny_encoder()
     table = encoder.get_embedding_table()
