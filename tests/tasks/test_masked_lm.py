@@ -63,6 +63,14 @@ def test_metrics_and_validation_step(tmp_path):
     assert {m.name for m in metrics} == {"masked_lm_accuracy", "lm_example_loss", "next_sentence_accuracy",
                                          "next_sentence_loss"}
     batch = first_batch(task)
+    # Known predictions: the labels of every other masked slot are set to the model's own prediction (a
+    # hit), and one hit gets weight 0 (it must not count), so the accuracy is neither 0 nor unweighted.
+    predicted = model(batch, training=False)["mlm_predicted_ids"].numpy()
+    ids, weights = batch[features.MASKED_LM_IDS].numpy().copy(), batch[features.MASKED_LM_WEIGHTS].numpy().copy()
+    hit = (np.arange(ids.shape[1]) % 2 == 0)[None, :] & (weights > 0)
+    ids[hit] = predicted[hit]
+    weights[0, 0] = 0.0
+    batch = {**batch, features.MASKED_LM_IDS: tf.constant(ids), features.MASKED_LM_WEIGHTS: tf.constant(weights)}
     logs = task.validation_step(batch, model, metrics=metrics)
     outputs = model(batch, training=False)
     mlm_only = masked_lm.masked_lm_loss(batch, outputs)
@@ -71,6 +79,7 @@ def test_metrics_and_validation_step(tmp_path):
     logits = model.masked_lm(outputs["sequence_output"], batch[features.MASKED_LM_POSITIONS], output="logits").numpy()
     weights = batch[features.MASKED_LM_WEIGHTS].numpy()
     hits = (logits.argmax(-1) == batch[features.MASKED_LM_IDS].numpy()) * weights
+    assert 0 < hits.sum() < weights.sum() and (hits > 0).sum() != (logits.argmax(-1) == ids).sum()
     np.testing.assert_allclose(results["masked_lm_accuracy"], hits.sum() / weights.sum(), rtol=1e-6)
     np.testing.assert_allclose(results["lm_example_loss"], float(mlm_only), rtol=1e-5)
     next_logits = outputs["next_sentence"].numpy().astype(np.float64)
