@@ -30,14 +30,29 @@ def rate_summary(items, durations):
     return max(rates), statistics.median(rates)
 
 
-def machine_description():
+def machine_record() -> dict:
+    """When and where this process measures: save it with the run, so that a later rendering states the
+    measurement's machine and date, not its own."""
     import tensorflow as tf
     cpu = "unknown CPU"
     if os.path.exists("/proc/cpuinfo"):
         match = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
         cpu = match.group(1).strip() if match else cpu
-    return (f"{datetime.date.today().isoformat()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"TensorFlow {tf.__version__}")
+    return {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": os.cpu_count(),
+            "python": platform.python_version(), "tensorflow": tf.__version__}
+
+
+def describe_machine(record: dict | None) -> str:
+    """One line from a `machine_record()`; a run saved without one says so instead of guessing."""
+    if not record:
+        return "date and machine not recorded in the saved run"
+    return (f"{record['date']}, {record['cpu']}, {record['cores']} cores, Python {record['python']}, "
+            f"TensorFlow {record['tensorflow']}")
+
+
+def machine_description():
+    """This process's machine and today's date: for reports written by the run that measured them."""
+    return describe_machine(machine_record())
 
 
 def write_section(title, body):

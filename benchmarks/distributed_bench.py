@@ -8,6 +8,7 @@ localhost processes on the same cores, so no speedup is expected: the point is c
 cost of the all-reduce. Writes the "Distributed (tests/distributed)" section of benchmarks/RESULTS.md.
 """
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -65,13 +66,8 @@ def main():
               f"2 workers {[multi_losses[s] for s in sorted(multi_losses)]}; max |difference| {max(loss_diffs):.2g} "
               f"(losses are logged to 6 significant digits). Validation loss: {single_eval['validation_loss']:.7f} vs "
               f"{multi_eval['validation_loss']:.7f}, |difference| {eval_diff:.2g}.", "",
-              "The difference is float32 summation order (half-batches plus an all-reduce vs one batch), grown over "
-              "the steps by AdamW, which divides each gradient by its running RMS: round-off in near-zero gradients "
-              "becomes learning-rate-sized updates. After 6 steps it is ~1e-5 (the tests' rtol 2e-5); with plain "
-              "SGD the weights agree to round-off (tests/distributed/test_mirrored.py).", "",
-              "Two workers on the same 2 cores are not faster: each step adds a gRPC all-reduce of every gradient "
-              "between the processes, and the cores are shared. The equality of the losses is what matters here; "
-              "tests/distributed holds the same comparison as tests."]
+              f"2 workers / 1 process examples/s: {rates['2 workers (multi_worker_mirrored, localhost)'] / rates['1 process (one_device)']:.2f}x "
+              f"(both on the same {os.cpu_count()} cores)."]
     body = "\n".join(lines)
     print(body)
     _report.write_section("Distributed (tests/distributed, benchmarks/distributed_bench.py)", body)

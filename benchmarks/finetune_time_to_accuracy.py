@@ -521,6 +521,8 @@ def parent_main(args):
     if unknown:
         raise SystemExit(f"unknown frameworks {unknown}; choose from {FRAMEWORKS}")
     prepared_path, pretrained, prepared = prepare(args)
+    machine = _report.machine_record()
+    command = "python benchmarks/finetune_time_to_accuracy.py " + " ".join(sys.argv[1:])
     installs = {installed_fingerprint()}
     results = {framework: [] for framework in frameworks}
     failures = {framework: 0 for framework in frameworks}
@@ -547,8 +549,9 @@ def parent_main(args):
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({
             "prepared": prepared, "results": results, "failures": failures, "installs": sorted(installs),
-            "settings": settings(args)}, indent=1))
-    report(settings(args), prepared, results, failures, installs, args.write_results)
+            "settings": settings(args), "machine": machine, "command": command}, indent=1))
+    report(settings(args), prepared, results, failures, installs, args.write_results,
+           _report.describe_machine(machine), f"`{command}`")
 
 
 def settings(args) -> dict:
@@ -558,8 +561,25 @@ def settings(args) -> dict:
     return {"runs": args.runs, "steps": args.steps, "eval_every": args.eval_every, "pretrained": source}
 
 
-def report(run_settings, prepared, results, failures, installs, write_results):
-    """Prints the table and, with write_results, records it in RESULTS.md with this process's command line."""
+def settings_from_results(results, failures) -> dict:
+    """The settings a saved run's results themselves show: runs per side (completed + failed), steps
+    (the last evaluated step) and the evaluation interval; the pretrained encoder is not in them."""
+    rows = [r for side in results.values() for r in side]
+    runs = {len(side) + failures.get(framework, 0) for framework, side in results.items()}
+    steps = {r["curve"][-1]["step"] for r in rows if r["curve"]}
+    every = {r["eval_every"] for r in rows}
+    show = lambda values: str(values.pop()) if len(values) == 1 else " / ".join(map(str, sorted(values)))  # noqa: E731
+    return {"runs": show(runs), "steps": show(steps), "eval_every": show(every),
+            "pretrained": "not recorded in the saved run"}
+
+
+def report(run_settings, prepared, results, failures, installs, write_results, machine, command):
+    """Prints the table and, with write_results, records it in RESULTS.md.
+
+    Args:
+      run_settings: `settings()` of the measured run.
+      machine: `_report.describe_machine()` of the machine and date of the measurement.
+      command: how the figures were made (the measuring command, or it and the rendering one)."""
     summaries = {f: [run_summary(r) for r in rows] for f, rows in results.items() if rows}
     table = format_table(summaries, failures)
     if len(installs) > 1:
@@ -568,12 +588,12 @@ def report(run_settings, prepared, results, failures, installs, write_results):
     print()
     print(table)
     if write_results:
-        command = "python benchmarks/finetune_time_to_accuracy.py " + " ".join(sys.argv[1:])
         differences = prepared["differences"]
         steps = run_settings["steps"]
-        body = (f"{_report.machine_description()}; `{command}`; pretrained encoder: {run_settings['pretrained']}; "
+        examples = f"{int(steps) * BATCH} examples" if str(steps).isdigit() else "examples: steps x batch"
+        body = (f"{machine}; {command}; pretrained encoder: {run_settings['pretrained']}; "
                 f"{run_settings['runs']} run(s) per side, alternating, each in its own process; {steps} steps of "
-                f"batch {BATCH} ({steps * BATCH} examples), lr {LEARNING_RATE} (warmup {WARMUP_STEPS}, linear "
+                f"batch {BATCH} ({examples}), lr {LEARNING_RATE} (warmup {WARMUP_STEPS}, linear "
                 f"decay), held-out accuracy on {prepared['records']['counts']['validation']} sentences every "
                 f"{run_settings['eval_every']} steps. Seconds are training only (inside `trainer.train`, first-step "
                 f"tracing included); evaluation, setup (model, data, checkpoint restore) are excluded and listed "
@@ -584,13 +604,18 @@ def report(run_settings, prepared, results, failures, installs, write_results):
 
 
 def report_from_json(args):
-    """Renders a --json_out file (files written before it saved its settings take them from the flags)."""
+    """Renders a --json_out file from what it saved alone: its settings (or, in files saved before they
+    were, what its results show), its machine and date, and its command; never this process's flags."""
     saved = json.loads(Path(args.report_from).read_text())
     results = saved["results"]
     failures = saved.get("failures", {framework: 0 for framework in results})
     installs = set(saved.get("installs", [r["research_install"] for rows in results.values() for r in rows
                                           if r["research_install"]]))
-    report(saved.get("settings", settings(args)), saved["prepared"], results, failures, installs, args.write_results)
+    run_settings = saved.get("settings") or settings_from_results(results, failures)
+    measured_by = f"measured by `{saved['command']}`" if "command" in saved else "measuring command not recorded"
+    command = f"{measured_by}, rendered from {Path(args.report_from).name} with `--report_from`"
+    report(run_settings, saved["prepared"], results, failures, installs, args.write_results,
+           _report.describe_machine(saved.get("machine")), command)
 
 
 def main():

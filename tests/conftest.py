@@ -58,6 +58,26 @@ def spm_model(tmp_path_factory, corpus_file):
     return train_sentencepiece([corpus_file], prefix, vocab_size=150)
 
 
+WITHOUT_NATIVE_OPS_VARIABLE = "RESEARCH_TESTS_WITHOUT_NATIVE_OPS"
+
+
+@pytest.fixture(name="native_library")
+def fixture_native_library():
+    """The loaded native kernels, for tests of backend='auto' (which would silently compare the
+    reference twin with itself without them). A missing library fails the test, unless the run says it
+    is a no-library run with RESEARCH_TESTS_WITHOUT_NATIVE_OPS=1, where such tests are skipped."""
+    from research.ops._loader import LIBRARY
+
+    library = LIBRARY.get()
+    if library is None:
+        if os.environ.get(WITHOUT_NATIVE_OPS_VARIABLE) == "1":
+            pytest.skip(f"{WITHOUT_NATIVE_OPS_VARIABLE}=1: a run without the native kernels")
+        pytest.fail(f"the native kernels did not load ({LIBRARY.unavailable_reason}); build them "
+                    f"(`pip install .`, see the README), or set {WITHOUT_NATIVE_OPS_VARIABLE}=1 for a run that "
+                    "means to test without them", pytrace=False)
+    return library
+
+
 @pytest.fixture(autouse=True)
 def float32_policy_and_fixed_seed():
     """Every test starts with the float32 Keras policy and seed 1, and leaves the policy float32."""

@@ -47,7 +47,8 @@ def test_bert_base_pretrain_builds_with_tiny_overrides(tmp_path):
 
 
 def test_missing_required_value_is_named():
-    with pytest.raises(Exception, match="TRAIN_DATA|MODEL_DIR"):
+    with pytest.raises(ValueError, match=r"TRAIN_DATA/macro\.value set to `%gin\.REQUIRED` but not subsequently "
+                                         r"overridden"):
         dry_run("bert_base_pretrain.gin", TINY_ENCODER)
 
 

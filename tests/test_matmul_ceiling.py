@@ -39,7 +39,28 @@ def test_refuses_an_unknown_arrangement():
         matmul_ceiling.step_products("mlm", "small", qkv="packed")
 
 
-def test_times_the_products_of_a_step():
-    products = [(1, 8, 4, 6, False, False), (2, 5, 3, 7, True, True)]
-    durations = matmul_ceiling.time_products(products, "mixed_bfloat16", repeats=2)
-    assert len(durations) == 2 and all(d > 0 for d in durations)
+def test_times_each_product_of_a_step_in_the_precision_asked(monkeypatch):
+    """The timed function runs each product once, with its operand shapes, transposes and dtype; the
+    durations are whatever the timer measured (a stub here: no timing in unit tests)."""
+    import numpy as np
+    import tensorflow as tf
+
+    products = [(1, 8, 4, 6, False, False), (2, 5, 3, 7, True, True), (1, 8, 4, 6, False, False)]
+    traced, runs = [], []
+    matmul = tf.linalg.matmul
+
+    def recording_matmul(a, b, transpose_a=False, transpose_b=False):
+        traced.append((a.shape.as_list(), b.shape.as_list(), transpose_a, transpose_b, a.dtype.name, b.dtype.name))
+        return matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+
+    def stub_timer(run, repeats):
+        runs.append(run())
+        return [0.25] * repeats
+
+    monkeypatch.setattr(tf.linalg, "matmul", recording_matmul)
+    monkeypatch.setattr(matmul_ceiling._report, "time_runs", stub_timer)
+    assert matmul_ceiling.time_products(products, "mixed_bfloat16", repeats=2) == [0.25, 0.25]
+    assert traced == [([8, 4], [4, 6], False, False, "bfloat16", "bfloat16"),
+                      ([2, 3, 5], [2, 7, 3], True, True, "bfloat16", "bfloat16"),
+                      ([8, 4], [4, 6], False, False, "bfloat16", "bfloat16")]
+    assert len(runs) == 1 and runs[0].shape == (4,) and np.isfinite(runs[0]).all()

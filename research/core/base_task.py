@@ -228,15 +228,17 @@ def compile_model(model: keras.Model, task: Task, optimizer, metrics=()) -> kera
     """
     model.compile(optimizer=optimizer)
     compiled = CompiledMetrics(metrics)
+    loss_mean = keras.metrics.Mean(name=task.loss)  # the epoch's mean loss, as Keras reports its own
     keras_reset_metrics = model.reset_metrics
 
     def reset_metrics():  # fit and evaluate reset metrics at every epoch through this method
         keras_reset_metrics()
-        for metric in compiled.metrics:
+        for metric in [loss_mean, *compiled.metrics]:
             metric.reset_state()
 
     def logs(loss):
-        return {task.loss: loss, **{metric.name: metric.result() for metric in compiled.metrics}}
+        loss_mean.update_state(loss)
+        return {task.loss: loss_mean.result(), **{metric.name: metric.result() for metric in compiled.metrics}}
 
     def train_step(data):
         features, labels = task.split_inputs(data)

@@ -74,6 +74,7 @@ def masked_lm_loss(hidden, embedding_table, output_bias, labels, weights, *, tra
         raise ValueError(f"masked_lm_loss: matmul_dtype must be one of {[d.name for d in MATMUL_DTYPES]}, "
                          f"got {matmul_dtype.name}")
     hidden, embedding_table, output_bias = _common_dtype(hidden, embedding_table, output_bias)
+    _check_static_shapes(hidden, embedding_table, output_bias)
     labels = tf.cast(labels, tf.int32)
     weights = tf.cast(weights, tf.float32)
     library = backend_lib.resolve(OP_NAME, backend)
@@ -254,6 +255,18 @@ def _common_dtype(hidden, embedding_table, output_bias):
     if len(dtypes) == 1 and tensors[0].dtype in _KERNEL_DTYPES:
         return tensors
     return [tf.cast(t, tf.float32) for t in tensors]
+
+
+def _check_static_shapes(hidden, embedding_table, output_bias):
+    """ValueError naming both sizes when the known widths (D) or vocabulary sizes (V) disagree."""
+    width, table_width = hidden.shape[-1], embedding_table.shape[-1]
+    if width is not None and table_width is not None and width != table_width:
+        raise ValueError(f"masked_lm_loss: hidden is [N, {width}] but embedding_table is "
+                         f"{embedding_table.shape.as_list()}: its width must be the hidden width {width}")
+    vocab, bias_size = embedding_table.shape[0], output_bias.shape[0]
+    if vocab is not None and bias_size is not None and vocab != bias_size:
+        raise ValueError(f"masked_lm_loss: output_bias has {bias_size} entries but embedding_table has {vocab} "
+                         "rows: one bias per vocabulary id is needed")
 
 
 def _check_labels_in_range(labels, vocab_size):

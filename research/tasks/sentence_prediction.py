@@ -186,8 +186,8 @@ class SentencePredictionTask(base_task.Task):
 
     def process_metrics(self, metrics, labels, model_outputs, **kwargs):
         predictions = tf.cast(model_outputs, tf.float32)
-        if self.task_config.is_regression:
-            predictions = tf.squeeze(predictions, axis=-1)
+        if self.task_config.is_regression:  # [batch, 1] against [batch, 1]: one squared error per example, so
+            labels = tf.reshape(tf.cast(labels, tf.float32), [-1, 1])  # a short last batch weighs its size
         for metric in metrics:
             metric.update_state(labels, predictions)
 

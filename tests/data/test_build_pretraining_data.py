@@ -81,10 +81,22 @@ def test_function_is_deterministic_and_packers_agree(tmp_path, input_dir, spm_mo
     assert native == build("python", "python")
     records = read_records(str(tmp_path / "native" / "train-*"), mode)
     words = records[features.INPUT_WORD_IDS]
-    assert ((words == PAD_ID).sum() + (words != PAD_ID).sum()) == words.size
-    assert not (words[:, 1:] == CLS_ID).any()
+    types = records[features.INPUT_TYPE_IDS]
+    lengths = (words != PAD_ID).sum(axis=1)
+    columns = np.arange(SEQ_LEN)[None, :]
+    # Each row is [CLS] ... [SEP] followed only by padding, with type id 0 on the padding.
+    assert (lengths >= 3).all()
+    np.testing.assert_array_equal(words != PAD_ID, columns < lengths[:, None])
+    assert (words[:, 0] == CLS_ID).all() and not (words[:, 1:] == CLS_ID).any()
+    np.testing.assert_array_equal(words[np.arange(len(words)), lengths - 1], SEP_ID)
+    assert not types[columns >= lengths[:, None]].any()
     if mode == "full_sentences":
-        assert not records[features.INPUT_TYPE_IDS].any()
+        assert not types.any()
+    else:  # [CLS] A [SEP] B [SEP]: type 0 through the first [SEP], 1 on B and the last [SEP]
+        assert ((words == SEP_ID).sum(axis=1) == 2).all()
+        first_sep = np.argmax(words == SEP_ID, axis=1)
+        expected_types = (columns > first_sep[:, None]) & (columns < lengths[:, None])
+        np.testing.assert_array_equal(types, expected_types.astype(types.dtype))
 
 
 def test_no_validation_split(tmp_path, input_dir, spm_model):

@@ -70,11 +70,14 @@ def test_evaluation_reads_every_record_once_and_masks_deterministically(tmp_path
         return [batch for batch in dataset]
     first, second = read(), read()
     assert [len(b[features.INPUT_MASK]) for b in first] == [4, 4, 2]
-    example_ids = np.concatenate([b[features.MASKED_LM_IDS].numpy() * 0 + b[features.INPUT_MASK].numpy()[:, :1]
-                                  for b in first])
-    assert example_ids.shape[0] == 10
+    # Example k carries id 5 + k at position 1: one pass yields each of the 10 examples exactly once
+    # (the two shards interleaved), and a second pass the same examples in the same order.
+    example_ids = np.concatenate([original_ids(b)[:, 1] for b in first]) - 5
+    np.testing.assert_array_equal(np.sort(example_ids), np.arange(10))
+    np.testing.assert_array_equal(np.concatenate([original_ids(b)[:, 1] for b in second]) - 5, example_ids)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a[features.MASKED_LM_POSITIONS], b[features.MASKED_LM_POSITIONS])
+        np.testing.assert_array_equal(a[features.INPUT_WORD_IDS], b[features.INPUT_WORD_IDS])
 
 
 def test_training_masks_change_every_step_and_repeat_forever(tmp_path):
@@ -101,14 +104,25 @@ def test_input_context_gives_each_pipeline_its_own_shards_and_replica_batch(tmp_
 
 
 def test_next_sentence_labels_and_whole_word_masking(tmp_path):
+    """Records are [CLS] (5 + k) 10 11 ... 19 [SEP] [PAD]x3 with next-sentence label k % 2. With even ids
+    flagged as word starts, the words are {1}, {2, 3}, {4, 5}, ..., {10, 11} (position 1 follows [CLS]);
+    the target of round(0.15 * 11) = 2 predictions is met by one two-token word, or by word {1} alone
+    (a two-token word after it would overshoot to 3, no closer to 2)."""
     pattern = write_shards(tmp_path, next_sentence=True)
     table = np.zeros(VOCAB, bool)
     table[::2] = True
     dataset = pretrain_input.pretrain_dataset(pattern, batch_size=4, seq_len=SEQ_LEN, masking=MASKING,
                                               use_next_sentence_label=True, word_start_table=table)
-    batch = next(iter(dataset))
-    assert batch[features.NEXT_SENTENCE_LABELS].shape == [4]
-    assert set(batch[features.NEXT_SENTENCE_LABELS].numpy().tolist()) <= {0, 1}
+    whole_words = {(1,)} | {(p, p + 1) for p in range(2, 12, 2)}
+    for batch in dataset.take(10):
+        labels = batch[features.NEXT_SENTENCE_LABELS].numpy()
+        assert labels.shape == (4,)
+        np.testing.assert_array_equal(labels, (original_ids(batch)[:, 1] - 5) % 2)
+        weights = batch[features.MASKED_LM_WEIGHTS].numpy()
+        positions = batch[features.MASKED_LM_POSITIONS].numpy()
+        for row in range(4):
+            masked = tuple(sorted(positions[row][weights[row] > 0].tolist()))
+            assert masked in whole_words, f"row {row} masks positions {masked}, not one whole word"
 
 
 def test_missing_files_name_the_pattern(tmp_path):

@@ -152,13 +152,14 @@ def main_command(model_dir, records, train_steps: int, *params: str, flags=(), e
             f"--model_dir={model_dir}", *[f"--gin_param={b}" for b in bindings], *flags]
 
 
-def environment(tf_config_json: str | None = None, extra: dict | None = None) -> dict:
+def environment(tf_config_json: str | None = None, **extra: str) -> dict:
+    """The subprocess environment: ours without TF_CONFIG, then `tf_config_json` and `extra` variables."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     for name in [name for name in env if name == "TF_CONFIG" or name.startswith("SLURM")]:
         del env[name]
     if tf_config_json:
         env["TF_CONFIG"] = tf_config_json
-    env.update(extra or {})
+    env.update(extra)
     return env
 
 
@@ -204,9 +205,9 @@ class Cluster:
         self.log_dir = Path(log_dir)
         self.tasks: dict[str, Task] = {}
 
-    def start(self, name: str, command: list[str], tf_config_json: str | None = None,
-              extra_env: dict | None = None) -> Task:
-        self.tasks[name] = Task(name, command, environment(tf_config_json, extra_env), self.log_dir)
+    def start(self, name: str, command: list[str], tf_config_json: str | None = None, **env: str) -> Task:
+        """Starts `command` as task `name`; `env` adds environment variables (e.g. TMPDIR)."""
+        self.tasks[name] = Task(name, command, environment(tf_config_json, **env), self.log_dir)
         return self.tasks[name]
 
     def wait(self, names, timeout: float) -> dict[str, int]:

@@ -99,7 +99,7 @@ def test_two_srun_tasks_train_as_one_multi_worker_job(tmp_path):
                                    flags=["--distribution_strategy=multi_worker_mirrored", "--cluster_resolver=slurm"])
     with harness.Cluster(tmp_path / "logs") as cluster:
         for rank in range(2):
-            cluster.start(f"task{rank}", command, extra_env=harness.slurm_environment(rank, 2))
+            cluster.start(f"task{rank}", command, **harness.slurm_environment(rank, 2))
         codes = cluster.wait(["task0", "task1"], 150)  # hang guard, not a timing assertion
     assert codes == {"task0": 0, "task1": 0}, cluster.report()
     expected_cluster = {"worker": [f"localhost:{port_base}", f"localhost:{port_base + 1}"]}

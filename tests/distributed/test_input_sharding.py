@@ -3,7 +3,7 @@ batches; where each task writes."""
 import contextlib
 import dataclasses
 import logging as python_logging
-import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -69,11 +69,16 @@ def test_per_replica_batch_is_global_over_replicas_and_workers_read_their_own_sh
     assert sorted(map(tuple, ids.tolist())) == sorted(map(tuple, [*per_worker, *per_worker]))
 
 
-def test_single_process_strategies_write_model_dir(tmp_path):
+def test_single_process_strategies_write_model_dir(tmp_path, monkeypatch):
+    """No temporary directory is made: task_write_dir would make it under tempfile's directory."""
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_root))
+    model_dir = tmp_path / "model"
     for strategy in (tf.distribute.get_strategy(), tf.distribute.OneDeviceStrategy("/cpu:0")):
         assert distribute.is_chief(strategy)
-        assert distribute.task_write_dir(str(tmp_path), strategy) == str(tmp_path)
-    assert not [p for p in os.listdir(tmp_path) if "workertemp" in p]
+        assert distribute.task_write_dir(str(model_dir), strategy) == str(model_dir)
+    assert not list(temp_root.iterdir())
 
 
 # -- sharding policies (research/data/input_sharding.py) ---------------------------------------------

@@ -11,11 +11,11 @@ from distributed import harness
 MULTI_WORKER = ["--distribution_strategy=multi_worker_mirrored"]
 
 
-def _start_workers(cluster, spec, model_dir, records, train_steps, *params, prefix="worker"):
+def _start_workers(cluster, spec, model_dir, records, train_steps, *params, prefix="worker", **env):
     for index in range(2):
         cluster.start(f"{prefix}{index}", harness.main_command(model_dir, records, train_steps, *params,
                                                                flags=MULTI_WORKER),
-                      harness.tf_config(spec, "worker", index))
+                      harness.tf_config(spec, "worker", index), **env)
     return [f"{prefix}0", f"{prefix}1"]
 
 
@@ -29,12 +29,14 @@ def test_two_workers_train_evaluate_checkpoint_and_match_one_process(tmp_path):
     """
     records = harness.write_split_invariant_records(tmp_path / "records")
     model_dir = tmp_path / "multi_worker"
+    worker_tmp = tmp_path / "worker_tmp"  # the workers' TMPDIR: where a non-chief's temporary dir is made
+    worker_tmp.mkdir()
     with harness.Cluster(tmp_path / "logs") as cluster:
         single = cluster.start("single", harness.main_command(tmp_path / "single", records, 6,
                                                               *harness.SPLIT_INVARIANT))
         cluster.wait(["single"], 100)
         names = _start_workers(cluster, harness.cluster_spec(worker=2), model_dir, records, 6,
-                               *harness.SPLIT_INVARIANT)
+                               *harness.SPLIT_INVARIANT, TMPDIR=str(worker_tmp))
         codes = cluster.wait(names, 100)
     assert single.poll() == 0 and codes == {"worker0": 0, "worker1": 0}, cluster.report()
     chief, other = cluster.tasks["worker0"], cluster.tasks["worker1"]
@@ -44,9 +46,9 @@ def test_two_workers_train_evaluate_checkpoint_and_match_one_process(tmp_path):
     assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-6")
     assert (model_dir / "operative_config.gin").exists()
     assert list((model_dir / "train").iterdir()) and list((model_dir / "eval").iterdir())
-    assert not [p for p in os.listdir(model_dir) if "workertemp" in p]
     temporary = re.search(r"Not the chief: checkpoints go to (\S+),", other.stderr).group(1)
-    assert "workertemp_1_" in temporary and not os.path.exists(temporary)
+    assert os.path.dirname(temporary) == str(worker_tmp) and "workertemp_1_" in os.path.basename(temporary)
+    assert not os.path.exists(temporary) and not [p for p in worker_tmp.iterdir() if "workertemp" in p.name]
     assert f"Removed the temporary directory {temporary}" in other.stderr
     assert "Not the chief" not in chief.stderr
 
@@ -63,9 +65,10 @@ def test_two_workers_train_evaluate_checkpoint_and_match_one_process(tmp_path):
 
 @pytest.mark.slow
 def test_killed_worker_fails_the_job_and_a_restart_resumes(tmp_path):
-    """SIGKILL of worker 1 mid-run: worker 0 exits non-zero within 60 s naming the dead task (the
+    """SIGKILL of worker 1 mid-run: worker 0 exits non-zero naming the dead task instead of hanging (the
     strategy's peer health check aborts the collectives; `communication_timeout_seconds` bounds any
-    collective as well). Both restarted resume from the chief's last checkpoint."""
+    collective as well). Both restarted resume from the chief's last checkpoint. The waits' deadlines
+    are hang guards, generous for a shared host, not speed claims."""
     records = harness.write_split_invariant_records(tmp_path / "records")
     model_dir = tmp_path / "multi_worker"
     params = [*harness.SPLIT_INVARIANT, "distribute.get_distribution_strategy.communication_timeout_seconds = 30.0"]
@@ -73,7 +76,7 @@ def test_killed_worker_fails_the_job_and_a_restart_resumes(tmp_path):
         names = _start_workers(cluster, harness.cluster_spec(worker=2), model_dir, records, 100_000, *params)
         cluster.wait_for_output("worker0", "Saved checkpoint", 90)
         cluster.tasks["worker1"].kill()
-        codes = cluster.wait(["worker0"], 60)
+        codes = cluster.wait(["worker0"], 300)  # hang guard only
         survivor = cluster.tasks["worker0"]
         assert codes["worker0"] not in (0, None)
         assert re.search(r"(UnavailableError|DeadlineExceededError).*", survivor.stderr), survivor.stderr[-3000:]

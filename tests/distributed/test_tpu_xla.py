@@ -12,7 +12,6 @@ import tensorflow as tf
 from research import modeling
 from research.core import distribute, optimization
 from research.ops import backend
-from research.ops._loader import LIBRARY
 from research.tasks import masked_lm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
@@ -42,7 +41,7 @@ def test_main_flags_become_strategy_bindings():
     assert "distribute.get_distribution_strategy.tpu_address = 'local'" in bindings
 
 
-def test_auto_backend_picks_the_reference_ops_inside_xla():
+def test_auto_backend_picks_the_reference_ops_inside_xla(native_library):
     choices = {}
 
     def probe(name):
@@ -52,7 +51,7 @@ def test_auto_backend_picks_the_reference_ops_inside_xla():
     tf.function(lambda: probe("xla"), jit_compile=True)()
     tf.function(lambda: probe("graph"))()
     assert choices["xla"] is None  # the reference twin
-    assert choices["graph"] is LIBRARY.get()  # the native library when it is loaded (CPU, no XLA)
+    assert choices["graph"] is native_library  # the native library (CPU, no XLA)
     with pytest.raises(ValueError, match="XLA"):
         tf.function(lambda: backend.resolve("Research>Probe", "native"), jit_compile=True)()
 
@@ -67,7 +66,7 @@ def _task(tmp_path):
 
 
 @pytest.mark.slow
-def test_whole_train_step_compiles_with_xla_and_matches_the_native_step(tmp_path):
+def test_whole_train_step_compiles_with_xla_and_matches_the_native_step(tmp_path, native_library):
     """Forward, fused MLM loss, backward and AdamW apply in one XLA cluster, with backend='auto'.
 
     The native (no-XLA) run from the same initial weights gives the same losses to 1e-4 relative: the
@@ -86,5 +85,9 @@ def test_whole_train_step_compiles_with_xla_and_matches_the_native_step(tmp_path
         if jit:  # really one XLA program: the compiled graph holds no native Research> op
             hlo = step.experimental_get_compiler_ir(batch)(stage="hlo")
             assert "Research" not in hlo and "custom-call" not in hlo.lower()
+        else:  # and the other side really is the kernels' step
+            graph_def = step.get_concrete_function(batch).graph.as_graph_def()
+            types = {n.op for n in graph_def.node} | {n.op for f in graph_def.library.function for n in f.node_def}
+            assert {"Research>SoftmaxXentChunk", "Research>GatherPositions", "Research>LayerNorm"} <= types
     assert all(np.isfinite(losses["xla"])) and losses["xla"][-1] < losses["xla"][0]
     np.testing.assert_allclose(losses["xla"], losses["native"], rtol=1e-4)

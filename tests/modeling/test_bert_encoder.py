@@ -247,6 +247,36 @@ def test_dense_with_gelu_uses_the_fused_op_and_matches_keras_dense(policy, trans
     assert "Research>BiasGelu" in op_types and "BiasAdd" not in op_types and "Research>Gelu" not in op_types
 
 
+def _op_types(graph):
+    """Op types of a traced graph and of every function in its library (custom gradients, nested calls)."""
+    graph_def = graph.as_graph_def()
+    types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+def test_encoder_training_step_runs_the_research_kernels(native_library):
+    """With backend 'auto' (the default) on CPU, the encoder's forward and backward run our kernels:
+    attention softmax, head split/merge, layer norm, dropout and bias+GELU, not TF's own ops."""
+    encoder = tiny_encoder(hidden_dropout_rate=0.1, attention_dropout_rate=0.1)
+    inputs = {name: tf.constant(value) for name, value in encoder_inputs().items()}
+    encoder(inputs)
+
+    @tf.function
+    def forward_and_backward(inputs):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(encoder(inputs, training=True)["sequence_output"])
+        return tape.gradient(loss, encoder.trainable_variables)
+
+    types = _op_types(forward_and_backward.get_concrete_function(inputs).graph)
+    expected = {"Research>AttentionSoftmax", "Research>AttentionSoftmaxGrad", "Research>SplitHeads",
+                "Research>MergeHeads", "Research>LayerNorm", "Research>LayerNormGrad", "Research>Dropout",
+                "Research>BiasGelu", "Research>BiasGeluGrad"}
+    assert expected <= types, f"missing from the traced graph: {sorted(expected - types)}"
+    assert not types & {"Softmax", "Rsqrt", "StatelessRandomUniformV2", "Erf"}, sorted(types)
+
+
 def test_dense_transposed_kernel_backward_survives_serialization():
     layer = layers.Dense(4, transposed_kernel_backward=True)
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))

@@ -112,22 +112,27 @@ def loss_case(draw):
 @FUZZ
 @given(loss_case())
 def test_masked_lm_loss_native_matches_reference_with_gradients(case):
+    """Native on `dtype` inputs against the reference on the same values in float32, with
+    tests/ops/test_masked_lm_loss.py's tolerances: the kernel computes in float32 whatever the input
+    dtype, so the loss agrees to float32 rounding; gradients are rounded once to the input dtype."""
     hidden, table, bias, labels, weights, dtype, chunk_rows = case
-    tolerance = {tf.float32: 1e-4, tf.float16: 3e-2, tf.bfloat16: 1e-1}[dtype]
+    loss_tolerance, gradient_tolerance = (1e-4, 1e-4) if dtype == tf.float32 else (1e-4, 2e-2)
     inputs = [tf.cast(x, dtype) for x in (hidden, table, bias)]
     results = {}
-    for backend in ("native", "reference"):
+    for backend, values in (("native", inputs), ("reference", [tf.cast(x, tf.float32) for x in inputs])):
         with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            loss, predicted = ops.masked_lm_loss(*inputs, labels, weights, backend=backend, chunk_rows=chunk_rows)
+            tape.watch(values)
+            loss, predicted = ops.masked_lm_loss(*values, labels, weights, backend=backend, chunk_rows=chunk_rows)
             total = tf.reduce_sum(loss)
-        gradients = tape.gradient(total, inputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        gradients = tape.gradient(total, values, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         results[backend] = [loss.numpy(), predicted.numpy()] + [tf.cast(g, tf.float32).numpy() for g in gradients]
     native, reference = results["native"], results["reference"]
     assert np.all(np.isfinite(native[0])) and native[0].shape == (hidden.shape[0],)
-    np.testing.assert_allclose(native[0], reference[0], rtol=tolerance, atol=tolerance * (1 + np.abs(reference[0]).max(initial=0)))
+    np.testing.assert_allclose(native[0], reference[0], rtol=loss_tolerance,
+                               atol=loss_tolerance * (1 + np.abs(reference[0]).max(initial=0)))
     for got, expected in zip(native[2:], reference[2:]):
-        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance * (1 + np.abs(expected).max(initial=0)))
+        np.testing.assert_allclose(got, expected, rtol=gradient_tolerance,
+                                   atol=gradient_tolerance * (1 + np.abs(expected).max(initial=0)))
     if dtype == tf.float32 and hidden.size:
         logits = hidden @ table.T + bias
         top2 = np.sort(logits, axis=1)[:, -2:] if logits.shape[1] > 1 else None

@@ -43,9 +43,41 @@ def test_classification_learns_a_fixed_batch_and_reports_accuracy(tmp_path, spm_
     losses = train_steps(task, model, task.create_optimizer(constant_optimizer_config(1e-2)), batch, 30)
     assert losses[-1] < 0.3 * losses[0], losses
     metrics = task.build_metrics(training=False)
+    correct = total = 0
     for validation_batch in task.build_inputs(task.task_config.validation_data):
         task.validation_step(validation_batch, model, metrics=metrics)
-    assert metrics[0].name == "accuracy" and 0.0 <= float(metrics[0].result()) <= 1.0
+        logits = model({k: v for k, v in validation_batch.items() if k != features.LABEL}, training=False).numpy()
+        correct += int((logits.argmax(-1) == validation_batch[features.LABEL].numpy()).sum())
+        total += len(logits)
+    assert metrics[0].name == "accuracy" and total == 10
+    assert float(metrics[0].result()) == pytest.approx(correct / total, abs=1e-7)
+
+
+class FixedLogits:
+    """A stand-in model whose outputs are known: the next array of `logits` at each call."""
+
+    def __init__(self, *logits):
+        self.logits = list(logits)
+        self.losses = []
+
+    def __call__(self, inputs, training=False):
+        return tf.constant(self.logits.pop(0), tf.float32)
+
+
+def test_classification_metrics_and_loss_equal_a_hand_computation_on_known_predictions(tmp_path, spm_model):
+    task = make_task(tmp_path, spm_model, num_classes=3)
+    labels = [np.array([0, 1, 2, 2]), np.array([1, 0])]
+    logits = [np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.5, 0.0], [0.0, 0.0, 4.0]]),  # 3 of 4 right
+              np.array([[0.0, 0.0, 1.0], [5.0, 1.0, 1.0]])]  # 1 of 2 right
+    model, metrics = FixedLogits(*logits), task.build_metrics(training=False)
+    for batch_labels in labels:
+        batch = {features.INPUT_WORD_IDS: tf.zeros([len(batch_labels), 4], tf.int32),
+                 features.LABEL: tf.constant(batch_labels, tf.int32)}
+        logs = task.validation_step(batch, model, metrics=metrics)
+    assert float(metrics[0].result()) == pytest.approx(4 / 6, abs=1e-7)
+    last = logits[1] - logits[1].max(-1, keepdims=True)
+    cross_entropy = np.log(np.exp(last).sum(-1)) - last[np.arange(2), labels[1]]
+    assert float(logs[task.loss]) == pytest.approx(cross_entropy.mean(), rel=1e-6)
 
 
 def test_regression_reports_mse_pearson_and_spearman(tmp_path, spm_model):
@@ -57,10 +89,24 @@ def test_regression_reports_mse_pearson_and_spearman(tmp_path, spm_model):
         state = task.aggregate_logs(state, task.validation_step(batch, model, metrics=metrics))
     reduced = task.reduce_aggregated_logs(state)
     predictions, labels = np.concatenate(state["predictions"]), np.concatenate(state["labels"])
-    assert len(labels) == 10
+    assert len(labels) == 10 and len(np.unique(predictions)) == 10 and len(np.unique(labels)) == 10  # no ties
     np.testing.assert_allclose(reduced["pearson_correlation"], np.corrcoef(predictions, labels)[0, 1], rtol=1e-4)
-    assert -1.0 <= reduced["spearman_correlation"] <= 1.0
+    ranks = [np.argsort(np.argsort(values)) for values in (predictions, labels)]  # tie-free ranks
+    np.testing.assert_allclose(reduced["spearman_correlation"], np.corrcoef(*ranks)[0, 1], rtol=1e-6)
     assert metrics[0].name == "mean_squared_error"
+    np.testing.assert_allclose(float(metrics[0].result()), np.mean((predictions - labels) ** 2), rtol=1e-5)
+
+
+def test_correlations_equal_a_hand_computation_on_known_predictions(tmp_path, spm_model):
+    task = make_task(tmp_path, spm_model, num_classes=1)
+    state = {"predictions": [np.array([0.1, 0.4, 0.35]), np.array([0.8, 0.8])],
+             "labels": [np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0])]}
+    reduced = task.reduce_aggregated_logs(state)
+    # Spearman by hand: prediction ranks 0, 2, 1, 3.5, 3.5 (the tie shares ranks 3 and 4), label ranks 0-4.
+    np.testing.assert_allclose(reduced["spearman_correlation"],
+                               np.corrcoef([0, 2, 1, 3.5, 3.5], [0, 1, 2, 3, 4])[0, 1], rtol=1e-12)
+    np.testing.assert_allclose(reduced["pearson_correlation"],
+                               np.corrcoef([0.1, 0.4, 0.35, 0.8, 0.8], [1, 2, 3, 4, 5])[0, 1], rtol=1e-12)
 
 
 def test_spearman_uses_average_ranks_for_ties():
