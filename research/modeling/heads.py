@@ -38,12 +38,14 @@ class MaskedLMHead(keras.layers.Layer):
       activation: activation of the transform.
       initializer: initializer of the transform's dense kernel (None: TruncatedNormal(stddev=0.02)).
       backend: 'auto', 'native' or 'reference', passed to the ops.
+      input_width: the width of the sequence output it reads, when the table is narrower (an encoder with
+        Model Garden's `embedding_width`); None: the table's width.
 
     Not serializable on its own (the table belongs to the encoder): `from_config` needs the table as
     `embedding_table=`; BertPretrainer's config rebuilds its head from the encoder.
     """
 
-    def __init__(self, embedding_table, activation="gelu", initializer=None, backend="auto", **kwargs):
+    def __init__(self, embedding_table, activation="gelu", initializer=None, backend="auto", input_width=None, **kwargs):
         # autocast=False: Keras would otherwise cast every float argument to the compute dtype, and
         # masked_lm_weights must stay float32. (The sublayers still autocast their own inputs.)
         kwargs.pop("autocast", None)
@@ -52,6 +54,7 @@ class MaskedLMHead(keras.layers.Layer):
             raise ValueError(f"MaskedLMHead: backend must be one of {ops.BACKENDS}, got {backend!r}")
         self.embedding_table = embedding_table
         self.vocab_size, self.hidden_size = (int(d) for d in embedding_table.shape)
+        self.input_width = int(input_width or self.hidden_size)
         self.activation = layers.get_activation(activation)
         self.initializer = layers.default_initializer(initializer)
         self.backend = backend
@@ -65,7 +68,9 @@ class MaskedLMHead(keras.layers.Layer):
         self.build(None)
 
     def build(self, input_shape=None):
-        self.dense.build((None, self.hidden_size))
+        if self.built:
+            return
+        self.dense.build((None, self.input_width))
         self.layer_norm.build((None, self.hidden_size))
         self.output_bias = self.add_weight(name="output_bias", shape=(self.vocab_size,), initializer="zeros")
         self.built = True
@@ -77,7 +82,7 @@ class MaskedLMHead(keras.layers.Layer):
         else:
             positions = tf.cast(masked_lm_positions, tf.int32)
             gathered = ops.gather_positions(sequence_output, positions, backend=self.backend)  # [batch, P, hidden]
-        flat = tf.reshape(gathered, [-1, self.hidden_size])
+        flat = tf.reshape(gathered, [-1, self.input_width])
         return tf.cast(self.layer_norm(self.dense(flat)), tf.float32)
 
     def call(self, sequence_output, masked_lm_positions, masked_lm_ids=None, masked_lm_weights=None,
@@ -129,7 +134,8 @@ class MaskedLMHead(keras.layers.Layer):
         config = super().get_config()
         config.pop("autocast", None)
         config.update(activation=keras.activations.serialize(self.activation),
-                      initializer=keras.initializers.serialize(self.initializer), backend=self.backend)
+                      initializer=keras.initializers.serialize(self.initializer), backend=self.backend,
+                      input_width=self.input_width)
         return config
 
 
@@ -178,6 +184,11 @@ class ClassificationHead(keras.layers.Layer):
             width = units
         self.out_proj.build((None, width))
         self.built = True
+
+    @property
+    def checkpoint_items(self):
+        """{'pooler_dense': the inner dense} (Model Garden's), when the head has one."""
+        return {} if self.dense is None else {"pooler_dense": self.dense}
 
     def call(self, features, training=None):
         x = features
