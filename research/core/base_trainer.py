@@ -102,7 +102,70 @@ def _steps_tensor(num_steps) -> tf.Tensor:
     return tf.convert_to_tensor(num_steps, dtype=tf.int32)
 
 
-class Trainer(tf.Module):
+class _AsyncTrainer:
+    """The async part of a trainer (Model Garden's `_AsyncTrainer`): a ClusterCoordinator under a
+    ParameterServerStrategy, and datasets distributed per worker. Needs `self._strategy`."""
+
+    def init_async(self):
+        """Initializes the async state: training is async under a ParameterServerStrategy."""
+        self._is_async = _is_parameter_server(self._strategy)
+        self._coordinator = None
+
+    def coordinator_for_async(self) -> tf.distribute.experimental.coordinator.ClusterCoordinator:
+        """The ClusterCoordinator scheduling steps on the workers (ParameterServerStrategy only)."""
+        if self._coordinator is None:
+            if not _is_parameter_server(self._strategy):
+                raise RuntimeError(f"coordinator_for_async() needs a ParameterServerStrategy; this trainer runs "
+                                   f"under {type(self._strategy).__name__}")
+            self._coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(self._strategy)
+        return self._coordinator
+
+    def join(self):
+        """Joins all async steps; a no-op without a coordinator."""
+        if self._coordinator is not None:
+            self._coordinator.join()
+
+    def distribute_dataset(self, dataset_or_fn, *args, **kwargs):
+        """Creates a tf.distribute.DistributedDataset.
+
+        Args:
+          dataset_or_fn: a tf.data.Dataset, or a function returning one. A function with an argument
+            named `input_context` goes through `strategy.distribute_datasets_from_function` (it receives
+            the tf.distribute.InputContext and batches per replica); any other function is called and
+            its dataset handed to `strategy.experimental_distribute_dataset` (global batches split
+            across replicas).
+          *args: positional arguments passed through to dataset_or_fn.
+          **kwargs: keyword arguments passed through to dataset_or_fn.
+
+        Returns:
+          A distributed dataset (per-worker datasets under a ParameterServerStrategy).
+        """
+        if self._is_async:
+            logging.info("ParameterServerStrategy: one dataset per worker (ClusterCoordinator.create_per_worker_dataset)")
+
+            def per_worker_dataset_fn():
+                return self._make_distributed_dataset(dataset_or_fn, *args, **kwargs)
+            return self.coordinator_for_async().create_per_worker_dataset(tf.function(per_worker_dataset_fn))
+        return self._make_distributed_dataset(dataset_or_fn, *args, **kwargs)
+
+    def _make_distributed_dataset(self, dataset_or_fn, *args, **kwargs):
+        strategy = self._strategy
+        if isinstance(dataset_or_fn, tf.data.Dataset):
+            return strategy.experimental_distribute_dataset(dataset_or_fn)
+        if not callable(dataset_or_fn):
+            raise ValueError(f"dataset_or_fn must be a tf.data.Dataset or a callable, got {type(dataset_or_fn)}")
+        try:
+            takes_context = "input_context" in inspect.signature(dataset_or_fn).parameters
+        except (TypeError, ValueError):
+            takes_context = False
+        if takes_context:
+            def dataset_fn(input_context):
+                return dataset_or_fn(*args, input_context=input_context, **kwargs)
+            return strategy.distribute_datasets_from_function(dataset_fn)
+        return strategy.experimental_distribute_dataset(dataset_or_fn(*args, **kwargs))
+
+
+class Trainer(_AsyncTrainer, tf.Module):
     """Implements the common trainer shared for TensorFlow models.
 
     Args:
@@ -316,63 +379,6 @@ class Trainer(tf.Module):
             checkpoint_items["rng_states"] = rng_states
         return checkpoint_items
 
-    def init_async(self):
-        """Initializes the async state: training is async under a ParameterServerStrategy."""
-        self._is_async = _is_parameter_server(self._strategy)
-        self._coordinator = None
-
-    def coordinator_for_async(self) -> tf.distribute.experimental.coordinator.ClusterCoordinator:
-        """The ClusterCoordinator scheduling steps on the workers (ParameterServerStrategy only)."""
-        if self._coordinator is None:
-            if not _is_parameter_server(self._strategy):
-                raise RuntimeError(f"coordinator_for_async() needs a ParameterServerStrategy; this trainer runs "
-                                   f"under {type(self._strategy).__name__}")
-            self._coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(self._strategy)
-        return self._coordinator
-
-    def join(self):
-        """Joins all async steps; a no-op without a coordinator."""
-        if self._coordinator is not None:
-            self._coordinator.join()
-
-    def distribute_dataset(self, dataset_or_fn, *args, **kwargs):
-        """Creates a tf.distribute.DistributedDataset.
-
-        Args:
-          dataset_or_fn: a tf.data.Dataset, or a function returning one. A function with an argument
-            named `input_context` goes through `strategy.distribute_datasets_from_function` (it receives
-            the tf.distribute.InputContext and batches per replica); any other function is called and
-            its dataset handed to `strategy.experimental_distribute_dataset` (global batches split
-            across replicas).
-          *args: positional arguments passed through to dataset_or_fn.
-          **kwargs: keyword arguments passed through to dataset_or_fn.
-
-        Returns:
-          A distributed dataset (per-worker datasets under a ParameterServerStrategy).
-        """
-        if self._is_async:
-            logging.info("ParameterServerStrategy: one dataset per worker (ClusterCoordinator.create_per_worker_dataset)")
-
-            def per_worker_dataset_fn():
-                return self._make_distributed_dataset(dataset_or_fn, *args, **kwargs)
-            return self.coordinator_for_async().create_per_worker_dataset(tf.function(per_worker_dataset_fn))
-        return self._make_distributed_dataset(dataset_or_fn, *args, **kwargs)
-
-    def _make_distributed_dataset(self, dataset_or_fn, *args, **kwargs):
-        strategy = self._strategy
-        if isinstance(dataset_or_fn, tf.data.Dataset):
-            return strategy.experimental_distribute_dataset(dataset_or_fn)
-        if not callable(dataset_or_fn):
-            raise ValueError(f"dataset_or_fn must be a tf.data.Dataset or a callable, got {type(dataset_or_fn)}")
-        try:
-            takes_context = "input_context" in inspect.signature(dataset_or_fn).parameters
-        except (TypeError, ValueError):
-            takes_context = False
-        if takes_context:
-            def dataset_fn(input_context):
-                return dataset_or_fn(*args, input_context=input_context, **kwargs)
-            return strategy.distribute_datasets_from_function(dataset_fn)
-        return strategy.experimental_distribute_dataset(dataset_or_fn(*args, **kwargs))
 
     def create_train_loop_fn(self):
         """Creates the training loop `loop_fn(iterator, num_steps)` from train_step and the options."""

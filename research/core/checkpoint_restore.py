@@ -3,6 +3,11 @@ import tensorflow as tf
 from absl import logging
 
 
+def _unescape(name: str) -> str:
+    """A checkpoint key's object name as given ('next_sentence.pooler_dense' is stored '..' for '.')."""
+    return name.replace("..", "\0").replace(".S", "/").replace("\0", ".")
+
+
 def resolve(init_checkpoint: str) -> str | None:
     """A checkpoint prefix: the path itself, or in a directory its latest checkpoint (by state file or mtime);
     None for a directory that holds no checkpoint."""
@@ -42,7 +47,7 @@ def restore_items(items: dict, init_checkpoint: str, required=()) -> list[str]:
         return []
     if not tf.io.gfile.exists(path + ".index"):
         raise FileNotFoundError(f"init_checkpoint {init_checkpoint!r} holds no checkpoint")
-    stored = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+    stored = {_unescape(name.split("/")[0]) for name, _ in tf.train.list_variables(path)}
     missing_required = sorted(set(required) - stored)
     if missing_required:
         raise ValueError(f"init_checkpoint {path} has no {missing_required} object; its top-level objects are "

@@ -266,7 +266,7 @@ def _attend_with_dropout(probs, value, rate, seed, backend):
 
 @keras.saving.register_keras_serializable(package="research")
 class SelfAttention(keras.layers.Layer):
-    """Multi-head self-attention with one fused Q/K/V projection [hidden, 3 * hidden].
+    """Multi-head self-attention with one fused Q/K/V projection [hidden, 3 * heads * (hidden // heads)].
 
     call(x [batch, seq_len, hidden], input_mask int32 [batch, seq_len]) -> [batch, seq_len, hidden];
     with `query_positions` int32 [batch, Q], only those positions attend (keys and values still span the
@@ -279,22 +279,27 @@ class SelfAttention(keras.layers.Layer):
 
     def __init__(self, hidden_size, num_heads, dropout_rate=0.1, initializer=None, **kwargs):
         super().__init__(**kwargs)
-        if hidden_size % num_heads:
-            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_heads}")
+        if not 1 <= num_heads <= hidden_size:
+            raise ValueError(f"num_attention_heads must be in [1, hidden_size={hidden_size}], got {num_heads}")
         self.hidden_size = hidden_size
         self.num_heads = num_heads
+        # As Model Garden's attention: heads of hidden_size // num_heads each; when that does not divide,
+        # the heads span num_heads * head_size < hidden_size and the output projection maps back.
         self.head_size = hidden_size // num_heads
         self.dropout_rate = dropout_rate
         self.initializer = default_initializer(initializer)
-        self.qkv = keras.layers.Dense(3 * hidden_size, kernel_initializer=clone_initializer(self.initializer),
+        self.qkv = keras.layers.Dense(3 * num_heads * self.head_size,
+                                      kernel_initializer=clone_initializer(self.initializer),
                                       dtype=self.dtype_policy, name="qkv")
         self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=clone_initializer(self.initializer),
                                                dtype=self.dtype_policy, name="output")
         self.dropout = Dropout(dropout_rate, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
+        if self.built:
+            return
         self.qkv.build((None, None, self.hidden_size))
-        self.output_dense.build((None, None, self.hidden_size))
+        self.output_dense.build((None, None, self.num_heads * self.head_size))
         self.built = True
 
     def call(self, x, input_mask, training=None, query_positions=None, return_attention_scores=False):

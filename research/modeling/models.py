@@ -132,6 +132,10 @@ class BertPretrainer(keras.Model):
         untrained = {id(v) for v in pooler.weights} if pooler is not None else set()
         return [v for v in super().trainable_weights if id(v) not in untrained]
 
+    @property
+    def trainable_variables(self):
+        return self.trainable_weights
+
     def call(self, inputs, training=None):
         if features.MASKED_LM_IDS not in inputs:
             return self._call_logits(inputs, training)

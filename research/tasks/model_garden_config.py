@@ -152,9 +152,10 @@ def pretrain_data_config(data: dict | None, vocab_size: int) -> masked_lm.Pretra
 
 
 def classification_data_config(data: dict | None) -> sentence_prediction.ClassificationDataConfig | None:
-    """Model Garden `SentencePredictionDataConfig` dict (plus our `spm_model`) -> ClassificationDataConfig."""
-    if data is None:
-        return None
+    """Model Garden `SentencePredictionDataConfig` dict (plus our `spm_model`) -> ClassificationDataConfig
+    (one already translated passes through)."""
+    if data is None or isinstance(data, sentence_prediction.ClassificationDataConfig):
+        return data
     known = {"input_path", "global_batch_size", "is_training", "seq_length", "seed", "spm_model"}
     _unknown("data", data, known)
     return sentence_prediction.ClassificationDataConfig(
