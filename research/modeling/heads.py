@@ -202,3 +202,65 @@ class ClassificationHead(keras.layers.Layer):
                       activation=keras.activations.serialize(self.activation), dropout_rate=self.dropout_rate,
                       initializer=keras.initializers.serialize(self.initializer))
         return config
+
+
+@keras.saving.register_keras_serializable(package="research")
+class MultiClsHeads(keras.layers.Layer):
+    """Several classification heads on the [CLS] token sharing one inner dense (Model Garden's `MultiClsHeads`).
+
+    call(features [batch, seq_len, hidden]) -> {name: float32 logits [batch, num_classes]} for each
+    (name, num_classes) of `cls_list`: dense(inner_dim) + activation -> dropout -> one dense per head.
+
+    Args:
+      inner_dim: width of the shared inner dense; 0: none (the [CLS] features go straight to the heads).
+      cls_list: a list of (name, num_classes).
+      cls_token_idx: index of the [CLS] token along seq_len.
+      activation, dropout_rate, initializer: of the inner dense, the dropout after it, and every dense.
+    """
+
+    def __init__(self, inner_dim, cls_list, cls_token_idx=0, activation="tanh", dropout_rate=0.0,
+                 initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        names = [name for name, _ in cls_list]
+        if not cls_list or len(set(names)) != len(names):
+            raise ValueError(f"MultiClsHeads: cls_list needs unique (name, num_classes) pairs, got {cls_list!r}")
+        self.inner_dim = inner_dim
+        self.cls_list = [(name, int(num_classes)) for name, num_classes in cls_list]
+        self.cls_token_idx = cls_token_idx
+        self.activation = layers.get_activation(activation)
+        self.dropout_rate = dropout_rate
+        self.initializer = keras.initializers.get(initializer)
+        self.dense = None
+        if inner_dim:
+            self.dense = keras.layers.Dense(inner_dim, activation=self.activation,
+                                            kernel_initializer=layers.clone_initializer(self.initializer),
+                                            dtype=self.dtype_policy, name="pooler_dense")
+        self.dropout = layers.Dropout(dropout_rate, dtype=self.dtype_policy)
+        self.out_projs = [keras.layers.Dense(num_classes, kernel_initializer=layers.clone_initializer(self.initializer),
+                                             dtype=self.dtype_policy, name=name) for name, num_classes in self.cls_list]
+
+    def build(self, input_shape):
+        width = int(input_shape[-1])
+        if self.dense is not None:
+            self.dense.build((None, width))
+            width = self.inner_dim
+        for projection in self.out_projs:
+            projection.build((None, width))
+        self.built = True
+
+    @property
+    def checkpoint_items(self):
+        return {} if self.dense is None else {"pooler_dense": self.dense}
+
+    def call(self, features, training=None):
+        x = features[:, self.cls_token_idx, :]
+        if self.dense is not None:
+            x = self.dropout(self.dense(x), training=training)
+        return {name: tf.cast(projection(x), tf.float32) for (name, _), projection in zip(self.cls_list, self.out_projs)}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(inner_dim=self.inner_dim, cls_list=self.cls_list, cls_token_idx=self.cls_token_idx,
+                      activation=keras.activations.serialize(self.activation), dropout_rate=self.dropout_rate,
+                      initializer=keras.initializers.serialize(self.initializer))
+        return config

@@ -155,8 +155,7 @@ class BertPretrainer(keras.Model):
             "sequence_output": sequence_output,
             "pooled_output": outputs["pooled_output"],
         }
-        for head in self.classification_heads:
-            result[head.name] = head(sequence_output, training=training)
+        self._apply_heads(result, sequence_output, training)
         return result
 
     def _call_logits(self, inputs, training):
@@ -166,9 +165,17 @@ class BertPretrainer(keras.Model):
         if features.MASKED_LM_POSITIONS in inputs:
             result["mlm_logits"] = self.masked_lm(sequence_output, inputs[features.MASKED_LM_POSITIONS],
                                                   output=self.mlm_output, training=training)
-        for head in self.classification_heads:
-            result[head.name] = head(sequence_output, training=training)
+        self._apply_heads(result, sequence_output, training)
         return result
+
+    def _apply_heads(self, result, sequence_output, training):
+        """Adds each head's output under its name; a head returning a dict (MultiClsHeads) adds its entries."""
+        for head in self.classification_heads:
+            outputs = head(sequence_output, training=training)
+            if isinstance(outputs, dict):
+                result.update(outputs)
+            else:
+                result[head.name] = outputs
 
     @property
     def checkpoint_items(self):

@@ -199,13 +199,13 @@ def sentence_prediction_config(task: dict) -> sentence_prediction.SentencePredic
         metric_type=task.get("metric_type", "accuracy"))
 
 
-def optimizer_config(optimization: dict | None) -> optimization.OptimizerConfig:
+def optimizer_config(optimization_config: dict | None) -> optimization.OptimizerConfig:
     """Model Garden `OptimizationConfig` dict (`optimizer`, `learning_rate`, `warmup`) -> OptimizerConfig.
 
     The learning rate is Model Garden's schedule: 'constant', 'polynomial' or 'cosine' decay counted from
     step 0, after a 'linear' (from 0) or 'polynomial' (power 1) warmup.
     """
-    optimization_dict = dict(optimization or {})
+    optimization_dict = dict(optimization_config or {})
     _unknown("trainer.optimizer_config", optimization_dict, {"optimizer", "learning_rate", "warmup", "ema"})
     if optimization_dict.get("ema"):
         raise ValueError("Model Garden trainer.optimizer_config.ema (weight averaging) has no counterpart here")
