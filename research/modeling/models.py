@@ -24,6 +24,13 @@ def _as_dict(outputs):
     return {"sequence_output": sequence_output, "pooled_output": outputs[1]}
 
 
+def _without_pooler(variables, encoder):
+    """`variables` less those of the encoder's pooler (`pooler_layer`), for a model that never reads it."""
+    pooler = getattr(encoder, "pooler_layer", None)
+    untrained = {id(v) for v in pooler.weights} if pooler is not None else set()
+    return [v for v in variables if id(v) not in untrained]
+
+
 def _mlm_inputs():
     """Model Garden's symbolic pretrainer inputs: the encoder's three and `masked_lm_positions`."""
     return {name: keras.Input(shape=(None,), dtype="int32", name=name)
@@ -128,9 +135,7 @@ class BertPretrainer(keras.Model):
 
     @property
     def trainable_weights(self):
-        pooler = getattr(self.encoder, "pooler_layer", None)
-        untrained = {id(v) for v in pooler.weights} if pooler is not None else set()
-        return [v for v in super().trainable_weights if id(v) not in untrained]
+        return _without_pooler(super().trainable_weights, self.encoder)
 
     @property
     def trainable_variables(self):
@@ -247,7 +252,8 @@ class BertClassifier(keras.Model):
 
     With use_encoder_pooler and a BertEncoder, the encoder's last layer runs only at [CLS] (its
     `output_positions`, empty): the pooled output is all the model reads, and the logits and gradients
-    are those of the full layer, for about a quarter of its work.
+    are those of the full layer, for about a quarter of its work. Without it, the encoder's pooler is
+    left out of `trainable_variables` (no gradient reaches it).
     """
 
     def __init__(self, network, num_classes, initializer="glorot_uniform", dropout_rate=0.1, use_encoder_pooler=True,
@@ -276,6 +282,16 @@ class BertClassifier(keras.Model):
     @property
     def network(self):
         return self._network
+
+    @property
+    def trainable_weights(self):
+        """Without the encoder's pooler when use_encoder_pooler is False (nothing reads it then)."""
+        weights = super().trainable_weights
+        return weights if self.use_encoder_pooler else _without_pooler(weights, self._network)
+
+    @property
+    def trainable_variables(self):
+        return self.trainable_weights
 
     def call(self, inputs, training=None, mask=None):
         encoder_inputs = _encoder_inputs(inputs)

@@ -203,3 +203,12 @@ def test_multi_cls_heads_share_one_inner_dense():
     assert f"{heads.name}.pooler_dense" in model.checkpoint_items
     with pytest.raises(ValueError, match="unique"):
         modeling.MultiClsHeads(inner_dim=5, cls_list=[("foo", 2), ("foo", 3)])
+
+
+def test_classifier_without_the_encoder_pooler_trains_every_variable_it_reports():
+    model = modeling.BertClassifier(encoder(), num_classes=2, use_encoder_pooler=False)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model(inputs(), training=True))
+    assert all(g is not None for g in tape.gradient(loss, model.trainable_variables))
+    with_pooler = modeling.BertClassifier(encoder(), num_classes=2)
+    assert {id(v) for v in with_pooler.network.pooler_layer.weights} <= {id(v) for v in with_pooler.trainable_variables}
