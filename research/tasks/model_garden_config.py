@@ -297,7 +297,7 @@ def experiment_config(config, task: str | None = None) -> config_definitions.Exp
         try:
             import yaml  # pylint: disable=import-outside-toplevel  (only YAML text needs it)
         except ImportError:
-            raise ImportError("experiment_config of YAML text needs PyYAML: pip install pyyaml "
+            raise ImportError("experiment_config of YAML text needs PyYAML: pip install 'research[yaml]' "
                               "(or pass the parsed dict)") from None
         config = yaml.safe_load(config)
     if not isinstance(config, dict) or not isinstance(config.get("task"), dict):
