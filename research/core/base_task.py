@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from research.core import optimization
+from research.core import checkpoint_restore, optimization
 
 
 class Task(tf.Module, metaclass=abc.ABCMeta):
@@ -54,11 +54,16 @@ class Task(tf.Module, metaclass=abc.ABCMeta):
     def initialize(self, model: keras.Model):
         """[Optional] Called by the checkpoint manager when model_dir holds no checkpoint.
 
-        Loads a pretrained checkpoint saved elsewhere (`task_config.init_checkpoint`) when the task has one.
+        As Model Garden's: restores every item of `model.checkpoint_items` (or the whole model, when it has
+        none) from `task_config.init_checkpoint` (a checkpoint prefix, or a directory whose latest
+        checkpoint is used), so that a model saved elsewhere initializes this one. An empty
+        init_checkpoint, or a directory holding no checkpoint, is logged and skipped.
         """
         init_checkpoint = getattr(self._task_config, "init_checkpoint", None)
-        if init_checkpoint:
-            logging.info("Task %s has an init_checkpoint but does not restore it: %s", self.name, init_checkpoint)
+        if not init_checkpoint:
+            return
+        items = dict(getattr(model, "checkpoint_items", None) or {"model": model})
+        checkpoint_restore.restore_items(items, init_checkpoint)
 
     @abc.abstractmethod
     def build_model(self) -> keras.Model:
@@ -81,10 +86,12 @@ class Task(tf.Module, metaclass=abc.ABCMeta):
           aux_losses: auxiliary loss tensors, i.e. losses in keras.Model.
 
         Returns:
-          The total loss tensor.
+          The total loss tensor: by default (Model Garden's) the sum of the auxiliary losses, 0.0 without any.
         """
         del labels, model_outputs
-        raise NotImplementedError(f"{type(self).__name__} must implement build_losses")
+        if not aux_losses:
+            return tf.constant(0.0)
+        return tf.add_n([tf.cast(loss, tf.float32) for loss in aux_losses])
 
     def build_metrics(self, training: bool = True) -> list:
         """Gets streaming metrics for training/validation."""
@@ -119,10 +126,13 @@ class Task(tf.Module, metaclass=abc.ABCMeta):
 
         With distribution strategies, this runs on every replica: the loss is divided by the number of
         replicas so that the summed gradients average over the global batch; under a float16 policy
-        the loss is scaled and the gradients unscaled by the LossScaleOptimizer.
+        the loss is scaled and the gradients unscaled by the LossScaleOptimizer. As in Model Garden, a
+        model compiled with a loss (`model.compile(loss=...)`) adds its compiled loss (which includes
+        `model.losses`) to `build_losses(..., aux_losses=None)`, and a model compiled with metrics has
+        them updated through `process_compiled_metrics` and reported in the logs.
 
         Args:
-          inputs: a dictionary of input tensors (features and labels).
+          inputs: a batch: a `(features, labels)` tuple, or a dictionary holding both (see `split_inputs`).
           model: the model, forward pass definition.
           optimizer: the optimizer for this training step.
           metrics: a nested structure of metrics objects.
@@ -133,22 +143,19 @@ class Task(tf.Module, metaclass=abc.ABCMeta):
         features, labels = self.split_inputs(inputs)
         with tf.GradientTape() as tape:
             outputs = model(features, training=True)
-            loss = self.build_losses(labels=labels, model_outputs=outputs, aux_losses=model.losses)
+            loss = self._loss(model, labels, outputs)
             scaled_loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
             scaled_loss = optimizer.scale_loss(scaled_loss)  # loss scaling (float16); identity otherwise
         variables = model.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
         optimizer.apply_gradients(list(zip(gradients, variables)))
-        logs = {self.loss: loss}
-        if metrics:
-            self.process_metrics(metrics, labels, outputs)
-        return logs
+        return self._logs(model, loss, labels, outputs, metrics)
 
     def validation_step(self, inputs, model: keras.Model, metrics=None) -> dict:
         """Validation step.
 
         Args:
-          inputs: a dictionary of input tensors.
+          inputs: a batch: a `(features, labels)` tuple, or a dictionary holding both.
           model: the keras.Model.
           metrics: a nested structure of metrics objects.
 
@@ -157,10 +164,24 @@ class Task(tf.Module, metaclass=abc.ABCMeta):
         """
         features, labels = self.split_inputs(inputs)
         outputs = self.inference_step(features, model)
-        loss = self.build_losses(labels=labels, model_outputs=outputs, aux_losses=model.losses)
+        loss = self._loss(model, labels, outputs)
+        return self._logs(model, loss, labels, outputs, metrics)
+
+    def _loss(self, model, labels, outputs):
+        compiled_loss = _compiled_loss(model)
+        if compiled_loss is None:
+            return self.build_losses(labels=labels, model_outputs=outputs, aux_losses=model.losses)
+        return compiled_loss(labels, outputs) + self.build_losses(labels=labels, model_outputs=outputs, aux_losses=None)
+
+    def _logs(self, model, loss, labels, outputs, metrics) -> dict:
         logs = {self.loss: loss}
         if metrics:
             self.process_metrics(metrics, labels, outputs)
+        compiled_metrics = _compiled_metrics(model)
+        if compiled_metrics is not None:
+            self.process_compiled_metrics(compiled_metrics, labels, outputs)
+            logs.update({metric.name: metric.result() for metric in metrics or []})
+            logs.update(compiled_metrics.result())
         return logs
 
     def inference_step(self, inputs, model: keras.Model):
@@ -176,15 +197,21 @@ class Task(tf.Module, metaclass=abc.ABCMeta):
         return model(inputs, training=False)
 
     def split_inputs(self, inputs):
-        """Splits a batch into (features, labels); by default both are the whole batch."""
+        """Splits a batch into (features, labels): a 2-tuple is (features, labels), as in Model Garden;
+        anything else (a dictionary) is both."""
+        if isinstance(inputs, tuple) and len(inputs) == 2:
+            return inputs
         return inputs, inputs
 
-    def aggregate_logs(self, state=None, step_logs=None):
+    def aggregate_logs(self, state=None, step_outputs=None):
         """Optional aggregation over logs returned from a validation step (runs on the host).
+
+        The Trainer passes both arguments positionally, as Model Garden's does, so overrides may name the
+        second one `step_outputs` (Model Garden's tasks) or `step_logs` (its documentation).
 
         Args:
           state: the current state of training, for example a sequence of metrics.
-          step_logs: logs from a validation step; can be a dictionary.
+          step_outputs: logs from a validation step; can be a dictionary.
         """
 
     def reduce_aggregated_logs(self, aggregated_logs, global_step=None) -> dict:
@@ -199,6 +226,18 @@ class Task(tf.Module, metaclass=abc.ABCMeta):
         """
         del aggregated_logs, global_step
         return {}
+
+
+def _compiled_loss(model):
+    """`model.compute_loss` when the model was compiled with a loss (Keras 3's form of `compiled_loss`), else None."""
+    if getattr(model, "_compile_loss", None) is None:
+        return None
+    return lambda labels, outputs: model.compute_loss(y=labels, y_pred=outputs)
+
+
+def _compiled_metrics(model):
+    """The metrics the model was compiled with (update_state(y, y_pred) and result() -> dict), or None."""
+    return getattr(model, "_compile_metrics", None)
 
 
 class CompiledMetrics:

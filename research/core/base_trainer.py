@@ -101,11 +101,82 @@ def _batch_examples(inputs) -> tf.Tensor:
     return tf.cast(tf.shape(tf.nest.flatten(inputs)[0])[0], tf.float32)
 
 
+def _loop_options(trainer_config, side: str) -> tuple[bool, bool]:
+    """(tf_function, tf_while_loop) of the 'train' or 'eval' loop; a config without Model Garden's
+    separate switches uses use_tf_function / use_tf_while_loop for both."""
+    if hasattr(trainer_config, "loop_options"):
+        return trainer_config.loop_options(side)
+    return trainer_config.use_tf_function, trainer_config.use_tf_while_loop
+
+
 def _steps_tensor(num_steps) -> tf.Tensor:
     return tf.convert_to_tensor(num_steps, dtype=tf.int32)
 
 
-class Trainer(tf.Module):
+class _AsyncTrainer:
+    """The async part of a trainer (Model Garden's `_AsyncTrainer`): a ClusterCoordinator under a
+    ParameterServerStrategy, and datasets distributed per worker. Needs `self._strategy`."""
+
+    def init_async(self):
+        """Initializes the async state: training is async under a ParameterServerStrategy."""
+        self._is_async = _is_parameter_server(self._strategy)
+        self._coordinator = None
+
+    def coordinator_for_async(self) -> tf.distribute.experimental.coordinator.ClusterCoordinator:
+        """The ClusterCoordinator scheduling steps on the workers (ParameterServerStrategy only)."""
+        if self._coordinator is None:
+            if not _is_parameter_server(self._strategy):
+                raise RuntimeError(f"coordinator_for_async() needs a ParameterServerStrategy; this trainer runs "
+                                   f"under {type(self._strategy).__name__}")
+            self._coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(self._strategy)
+        return self._coordinator
+
+    def join(self):
+        """Joins all async steps; a no-op without a coordinator."""
+        if self._coordinator is not None:
+            self._coordinator.join()
+
+    def distribute_dataset(self, dataset_or_fn, *args, **kwargs):
+        """Creates a tf.distribute.DistributedDataset.
+
+        Args:
+          dataset_or_fn: a tf.data.Dataset, or a function returning one. A function with an argument
+            named `input_context` goes through `strategy.distribute_datasets_from_function` (it receives
+            the tf.distribute.InputContext and batches per replica); any other function is called and
+            its dataset handed to `strategy.experimental_distribute_dataset` (global batches split
+            across replicas).
+          *args: positional arguments passed through to dataset_or_fn.
+          **kwargs: keyword arguments passed through to dataset_or_fn.
+
+        Returns:
+          A distributed dataset (per-worker datasets under a ParameterServerStrategy).
+        """
+        if self._is_async:
+            logging.info("ParameterServerStrategy: one dataset per worker (ClusterCoordinator.create_per_worker_dataset)")
+
+            def per_worker_dataset_fn():
+                return self._make_distributed_dataset(dataset_or_fn, *args, **kwargs)
+            return self.coordinator_for_async().create_per_worker_dataset(tf.function(per_worker_dataset_fn))
+        return self._make_distributed_dataset(dataset_or_fn, *args, **kwargs)
+
+    def _make_distributed_dataset(self, dataset_or_fn, *args, **kwargs):
+        strategy = self._strategy
+        if isinstance(dataset_or_fn, tf.data.Dataset):
+            return strategy.experimental_distribute_dataset(dataset_or_fn)
+        if not callable(dataset_or_fn):
+            raise ValueError(f"dataset_or_fn must be a tf.data.Dataset or a callable, got {type(dataset_or_fn)}")
+        try:
+            takes_context = "input_context" in inspect.signature(dataset_or_fn).parameters
+        except (TypeError, ValueError):
+            takes_context = False
+        if takes_context:
+            def dataset_fn(input_context):
+                return dataset_or_fn(*args, input_context=input_context, **kwargs)
+            return strategy.distribute_datasets_from_function(dataset_fn)
+        return strategy.experimental_distribute_dataset(dataset_or_fn(*args, **kwargs))
+
+
+class Trainer(_AsyncTrainer, tf.Module):
     """Implements the common trainer shared for TensorFlow models.
 
     Args:
@@ -138,10 +209,8 @@ class Trainer(tf.Module):
         self._optimizer = optimizer
         self._checkpoint_exporter = checkpoint_exporter
         trainer_config = config.trainer
-        self._use_tf_function = trainer_config.use_tf_function
-        self._use_tf_while_loop = trainer_config.use_tf_while_loop
-        if self._use_tf_while_loop and not self._use_tf_function:
-            raise ValueError("TrainerConfig.use_tf_while_loop=True needs use_tf_function=True")
+        self._train_tf_function, self._train_tf_while_loop = _loop_options(trainer_config, "train")
+        self._eval_tf_function, self._eval_tf_while_loop = _loop_options(trainer_config, "eval")
         with self._strategy.scope():
             self._train_batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_batches",
                                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -157,11 +226,12 @@ class Trainer(tf.Module):
         self._eval_loop_fn = None
         self._eval_loop_has_state = None
         self.init_async()
-        if self._is_async and not self._use_tf_while_loop:
+        if self._is_async and not (self._train_tf_while_loop and self._eval_tf_while_loop):
             # ClusterCoordinator.schedule dispatches one tf.function to a worker: the steps of a loop go
             # there as one tf.while_loop.
             logging.info("ParameterServerStrategy: running the loops as tf.while_loop in tf.function")
-            self._use_tf_function = self._use_tf_while_loop = True
+            self._train_tf_function = self._train_tf_while_loop = True
+            self._eval_tf_function = self._eval_tf_while_loop = True
         if train:
             with self._strategy.scope():
                 self._train_metrics = list(task.build_metrics(training=True) or [])
@@ -320,70 +390,13 @@ class Trainer(tf.Module):
             checkpoint_items["rng_states"] = rng_states
         return checkpoint_items
 
-    def init_async(self):
-        """Initializes the async state: training is async under a ParameterServerStrategy."""
-        self._is_async = _is_parameter_server(self._strategy)
-        self._coordinator = None
-
-    def coordinator_for_async(self) -> tf.distribute.experimental.coordinator.ClusterCoordinator:
-        """The ClusterCoordinator scheduling steps on the workers (ParameterServerStrategy only)."""
-        if self._coordinator is None:
-            if not _is_parameter_server(self._strategy):
-                raise RuntimeError(f"coordinator_for_async() needs a ParameterServerStrategy; this trainer runs "
-                                   f"under {type(self._strategy).__name__}")
-            self._coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(self._strategy)
-        return self._coordinator
-
-    def join(self):
-        """Joins all async steps; a no-op without a coordinator."""
-        if self._coordinator is not None:
-            self._coordinator.join()
-
-    def distribute_dataset(self, dataset_or_fn, *args, **kwargs):
-        """Creates a tf.distribute.DistributedDataset.
-
-        Args:
-          dataset_or_fn: a tf.data.Dataset, or a function returning one. A function with an argument
-            named `input_context` goes through `strategy.distribute_datasets_from_function` (it receives
-            the tf.distribute.InputContext and batches per replica); any other function is called and
-            its dataset handed to `strategy.experimental_distribute_dataset` (global batches split
-            across replicas).
-          *args: positional arguments passed through to dataset_or_fn.
-          **kwargs: keyword arguments passed through to dataset_or_fn.
-
-        Returns:
-          A distributed dataset (per-worker datasets under a ParameterServerStrategy).
-        """
-        if self._is_async:
-            logging.info("ParameterServerStrategy: one dataset per worker (ClusterCoordinator.create_per_worker_dataset)")
-
-            def per_worker_dataset_fn():
-                return self._make_distributed_dataset(dataset_or_fn, *args, **kwargs)
-            return self.coordinator_for_async().create_per_worker_dataset(tf.function(per_worker_dataset_fn))
-        return self._make_distributed_dataset(dataset_or_fn, *args, **kwargs)
-
-    def _make_distributed_dataset(self, dataset_or_fn, *args, **kwargs):
-        strategy = self._strategy
-        if isinstance(dataset_or_fn, tf.data.Dataset):
-            return strategy.experimental_distribute_dataset(dataset_or_fn)
-        if not callable(dataset_or_fn):
-            raise ValueError(f"dataset_or_fn must be a tf.data.Dataset or a callable, got {type(dataset_or_fn)}")
-        try:
-            takes_context = "input_context" in inspect.signature(dataset_or_fn).parameters
-        except (TypeError, ValueError):
-            takes_context = False
-        if takes_context:
-            def dataset_fn(input_context):
-                return dataset_or_fn(*args, input_context=input_context, **kwargs)
-            return strategy.distribute_datasets_from_function(dataset_fn)
-        return strategy.experimental_distribute_dataset(dataset_or_fn(*args, **kwargs))
 
     def create_train_loop_fn(self):
         """Creates the training loop `loop_fn(iterator, num_steps)` from train_step and the options."""
-        if self._use_tf_while_loop:
+        if self._train_tf_while_loop:
             loop_fn = tf.function(_create_tf_while_loop_fn(self.train_step))
         else:
-            step_fn = tf.function(self.train_step) if self._use_tf_function else self.train_step
+            step_fn = tf.function(self.train_step) if self._train_tf_function else self.train_step
             loop_fn = _create_loop_fn(step_fn)
         if self._is_async:
             def async_loop_fn(iterator, num_steps):
@@ -407,7 +420,7 @@ class Trainer(tf.Module):
             self._train_loop_fn = self.create_train_loop_fn()
         if self._train_iter is None:
             self._train_iter = tf.nest.map_structure(iter, self._train_dataset)
-        if self._use_tf_while_loop:
+        if self._train_tf_while_loop:
             num_steps = _steps_tensor(num_steps)
         self._train_loop_fn(self._train_iter, num_steps)
         return self.train_loop_end()
@@ -447,13 +460,13 @@ class Trainer(tf.Module):
 
     def create_eval_loop_fn(self, has_state: bool):
         """Creates the evaluation loop `loop_fn(iterator, num_steps[, state, reduce_fn])`."""
-        if self._use_tf_while_loop:
+        if self._eval_tf_while_loop:
             if has_state:
                 loop_fn = tf.function(_create_tf_while_loop_fn_with_state(self.eval_step))
             else:
                 loop_fn = tf.function(_create_tf_while_loop_fn(self.eval_step))
         else:
-            step_fn = tf.function(self.eval_step) if self._use_tf_function else self.eval_step
+            step_fn = tf.function(self.eval_step) if self._eval_tf_function else self.eval_step
             loop_fn = _create_loop_fn(step_fn)
         if self._is_async:
             if has_state:
@@ -475,13 +488,14 @@ class Trainer(tf.Module):
           The output of self.eval_end().
 
         Raises:
-          ValueError: config.trainer.use_tf_while_loop is True and num_steps is -1 or None.
+          ValueError: the eval loop is a tf.while_loop (eval_tf_while_loop / use_tf_while_loop) and num_steps
+            is -1 or None.
         """
         if num_steps is None:
             num_steps = -1
-        if self._use_tf_while_loop and _python_steps(num_steps) == -1:
+        if self._eval_tf_while_loop and _python_steps(num_steps) == -1:
             raise ValueError("Looping until the validation data is exhausted (num_steps=-1) is not supported "
-                             "when config.trainer.use_tf_while_loop is True or under a ParameterServerStrategy: "
+                             "when config.trainer.eval_tf_while_loop (or use_tf_while_loop) is True or under a ParameterServerStrategy: "
                              "pass a number of steps (TrainerConfig.validation_steps)")
         if self._eval_dataset is None:
             raise RuntimeError("This Trainer was created with evaluate=False")
@@ -491,10 +505,10 @@ class Trainer(tf.Module):
             self._eval_loop_fn = self.create_eval_loop_fn(has_state)
             self._eval_loop_has_state = has_state
         eval_iter = tf.nest.map_structure(iter, self._eval_dataset)  # a fresh pass each evaluation
-        if self._use_tf_while_loop and not has_state:
+        if self._eval_tf_while_loop and not has_state:
             self._eval_loop_fn(eval_iter, _steps_tensor(num_steps))
             state = None
-        elif self._use_tf_while_loop:
+        elif self._eval_tf_while_loop:
             state = self._eval_loop_fn(eval_iter, _steps_tensor(num_steps), state, self.eval_reduce)
         else:
             state = self._eval_loop_fn(eval_iter, num_steps, state=state, reduce_fn=self.eval_reduce)
@@ -546,7 +560,7 @@ class Trainer(tf.Module):
         Returns:
           The state passed to the next step; after the last step, it goes to eval_end.
         """
-        return self._task.aggregate_logs(state=state, step_logs=step_outputs)
+        return self._task.aggregate_logs(state, step_outputs)
 
     def eval_end(self, aggregated_logs=None) -> dict:
         """Processes evaluation results: validation_loss, metrics, the task's reduced logs, best export."""

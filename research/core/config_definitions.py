@@ -33,6 +33,9 @@ class TrainerConfig:
       max_to_keep: checkpoints kept in model_dir.
       use_tf_function: run steps inside tf.function.
       use_tf_while_loop: run the steps of a loop inside one tf.while_loop (needs a step count).
+      train_tf_while_loop, eval_tf_while_loop, train_tf_function, eval_tf_function: Model Garden's
+        separate switches for the training and the evaluation loops; None (the default) follows
+        use_tf_while_loop / use_tf_function.
       best_checkpoint_export_subdir: when set with best_checkpoint_eval_metric, the best checkpoint by
         that metric is exported to model_dir/<subdir>.
       best_checkpoint_eval_metric: the evaluation metric deciding the best checkpoint.
@@ -51,6 +54,10 @@ class TrainerConfig:
     max_to_keep: int = 5
     use_tf_function: bool = True
     use_tf_while_loop: bool = False
+    train_tf_while_loop: bool | None = None
+    eval_tf_while_loop: bool | None = None
+    train_tf_function: bool | None = None
+    eval_tf_function: bool | None = None
     best_checkpoint_export_subdir: str = ""
     best_checkpoint_eval_metric: str = ""
     best_checkpoint_metric_comp: str = "higher"
@@ -71,11 +78,55 @@ class TrainerConfig:
                  f"TrainerConfig.loss_upper_bound must be > 0, got {self.loss_upper_bound!r}")
         require(isinstance(self.recovery_max_trials, int) and self.recovery_max_trials >= 0,
                  f"TrainerConfig.recovery_max_trials must be an int >= 0, got {self.recovery_max_trials!r}")
+        for name in ("use_tf_function", "use_tf_while_loop"):
+            require(isinstance(getattr(self, name), bool),
+                     f"TrainerConfig.{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("train_tf_while_loop", "eval_tf_while_loop", "train_tf_function", "eval_tf_function"):
+            value = getattr(self, name)
+            require(value is None or isinstance(value, bool),
+                     f"TrainerConfig.{name} must be None, True or False, got {value!r}")
+        for side in ("train", "eval"):
+            require(not (self.loop_options(side)[1] and not self.loop_options(side)[0]),
+                     f"TrainerConfig: a {side} loop in tf.while_loop ({side}_tf_while_loop / use_tf_while_loop) "
+                     f"needs tf.function ({side}_tf_function / use_tf_function)")
+
+    def loop_options(self, side: str) -> tuple[bool, bool]:
+        """(tf_function, tf_while_loop) of the 'train' or 'eval' loop."""
+        function = getattr(self, f"{side}_tf_function")
+        while_loop = getattr(self, f"{side}_tf_while_loop")
+        return (self.use_tf_function if function is None else function,
+                self.use_tf_while_loop if while_loop is None else while_loop)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """A generic input config, Model Garden's `cfg.DataConfig` fields that any task's inputs may read.
+
+    Our own tasks have typed data configs of their own (PretrainDataConfig, ClassificationDataConfig);
+    this one is a base for a ported task's config (mutable, as Model Garden's).
+    """
+    input_path: str = ""
+    global_batch_size: int = 0
+    is_training: bool | None = None
+    drop_remainder: bool = True
+    shuffle_buffer_size: int = 100
+    seed: int | None = None
+
+
+@dataclasses.dataclass
+class TaskConfig:
+    """A generic task config, Model Garden's `cfg.TaskConfig`: a base for a ported task's own config
+    (`@dataclasses.dataclass class MyTaskConfig(TaskConfig): ...`; mutable, as Model Garden's)."""
+    init_checkpoint: str = ""
+    model: Any = None
+    train_data: Any = dataclasses.field(default_factory=DataConfig)
+    validation_data: Any = dataclasses.field(default_factory=DataConfig)
+    name: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """One experiment: the task's config, the trainer schedule and the runtime."""
-    task: Any
+    task: Any = dataclasses.field(default_factory=TaskConfig)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)

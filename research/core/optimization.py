@@ -136,7 +136,8 @@ class RuntimeConfig:
     """How the run computes: the precision policy and its loss scaling.
 
     mixed_precision_dtype: 'float32', 'bfloat16' (no loss scaling needed) or 'float16'.
-    loss_scale: float16 only. None or 'dynamic' for a dynamic loss scale, or a fixed number > 0.
+    loss_scale: None or 'dynamic' for a dynamic loss scale, or a fixed number > 0. Only float16 scales the
+      loss; with the other dtypes it has no effect (as in Model Garden).
     """
     mixed_precision_dtype: str = "float32"
     loss_scale: Union[str, float, None] = None
@@ -148,9 +149,6 @@ class RuntimeConfig:
         scale = self.loss_scale
         _require(scale is None or scale == "dynamic" or (_is_number(scale) and scale > 0), name, "loss_scale",
                  scale, "None, 'dynamic' or a number > 0")
-        if scale is not None:
-            _require(self.mixed_precision_dtype == "float16", name, "loss_scale", scale,
-                     "None unless mixed_precision_dtype='float16'")
 
     @property
     def policy_name(self):
@@ -444,7 +442,8 @@ def create_optimizer(optimizer_config, runtime_config=None, dp_config=None):
     if not isinstance(config, OptimizerConfig):
         raise TypeError(f"optimizer_config must be an OptimizerConfig, got {type(config).__name__}.")
     runtime_config = runtime_config or RuntimeConfig()
-    fixed_scale = runtime_config.loss_scale if _is_number(runtime_config.loss_scale) else None
+    float16 = runtime_config.mixed_precision_dtype == "float16"
+    fixed_scale = runtime_config.loss_scale if float16 and _is_number(runtime_config.loss_scale) else None
     kwargs = dict(learning_rate=warmup_decay_schedule(config), global_clipnorm=config.global_clipnorm,
                   loss_scale_factor=fixed_scale, exclude_from_weight_decay_patterns=config.exclude_from_weight_decay,
                   name=config.type)
@@ -460,7 +459,7 @@ def create_optimizer(optimizer_config, runtime_config=None, dp_config=None):
                          epsilon=config.epsilon, **kwargs)
     else:
         optimizer = SGD(weight_decay=weight_decay or None, momentum=config.momentum, **kwargs)
-    if runtime_config.mixed_precision_dtype == "float16" and fixed_scale is None:
+    if float16 and fixed_scale is None:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 

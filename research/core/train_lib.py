@@ -36,6 +36,7 @@ from absl import logging
 from tensorflow.core.framework import summary_pb2
 
 from research.core import base_trainer, distribute, export, stop_signals
+from research.core.export import maybe_create_best_ckpt_exporter  # noqa: F401  (Model Garden's train_lib has it)
 
 MODES = ("train", "eval", "train_and_eval", "continuous_eval", "train_and_post_eval")
 PREEMPTED_EXIT_CODE = stop_signals.exit_code(signal.SIGTERM)  # 143

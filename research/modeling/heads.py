@@ -38,12 +38,14 @@ class MaskedLMHead(keras.layers.Layer):
       activation: activation of the transform.
       initializer: initializer of the transform's dense kernel (None: TruncatedNormal(stddev=0.02)).
       backend: 'auto', 'native' or 'reference', passed to the ops.
+      input_width: the width of the sequence output it reads, when the table is narrower (an encoder with
+        Model Garden's `embedding_width`); None: the table's width.
 
     Not serializable on its own (the table belongs to the encoder): `from_config` needs the table as
     `embedding_table=`; BertPretrainer's config rebuilds its head from the encoder.
     """
 
-    def __init__(self, embedding_table, activation="gelu", initializer=None, backend="auto", **kwargs):
+    def __init__(self, embedding_table, activation="gelu", initializer=None, backend="auto", input_width=None, **kwargs):
         # autocast=False: Keras would otherwise cast every float argument to the compute dtype, and
         # masked_lm_weights must stay float32. (The sublayers still autocast their own inputs.)
         kwargs.pop("autocast", None)
@@ -52,6 +54,7 @@ class MaskedLMHead(keras.layers.Layer):
             raise ValueError(f"MaskedLMHead: backend must be one of {ops.BACKENDS}, got {backend!r}")
         self.embedding_table = embedding_table
         self.vocab_size, self.hidden_size = (int(d) for d in embedding_table.shape)
+        self.input_width = int(input_width or self.hidden_size)
         self.activation = layers.get_activation(activation)
         self.initializer = layers.default_initializer(initializer)
         self.backend = backend
@@ -65,7 +68,9 @@ class MaskedLMHead(keras.layers.Layer):
         self.build(None)
 
     def build(self, input_shape=None):
-        self.dense.build((None, self.hidden_size))
+        if self.built:
+            return
+        self.dense.build((None, self.input_width))
         self.layer_norm.build((None, self.hidden_size))
         self.output_bias = self.add_weight(name="output_bias", shape=(self.vocab_size,), initializer="zeros")
         self.built = True
@@ -77,7 +82,7 @@ class MaskedLMHead(keras.layers.Layer):
         else:
             positions = tf.cast(masked_lm_positions, tf.int32)
             gathered = ops.gather_positions(sequence_output, positions, backend=self.backend)  # [batch, P, hidden]
-        flat = tf.reshape(gathered, [-1, self.hidden_size])
+        flat = tf.reshape(gathered, [-1, self.input_width])
         return tf.cast(self.layer_norm(self.dense(flat)), tf.float32)
 
     def call(self, sequence_output, masked_lm_positions, masked_lm_ids=None, masked_lm_weights=None,
@@ -129,7 +134,8 @@ class MaskedLMHead(keras.layers.Layer):
         config = super().get_config()
         config.pop("autocast", None)
         config.update(activation=keras.activations.serialize(self.activation),
-                      initializer=keras.initializers.serialize(self.initializer), backend=self.backend)
+                      initializer=keras.initializers.serialize(self.initializer), backend=self.backend,
+                      input_width=self.input_width)
         return config
 
 
@@ -179,6 +185,11 @@ class ClassificationHead(keras.layers.Layer):
         self.out_proj.build((None, width))
         self.built = True
 
+    @property
+    def checkpoint_items(self):
+        """{'pooler_dense': the inner dense} (Model Garden's), when the head has one."""
+        return {} if self.dense is None else {"pooler_dense": self.dense}
+
     def call(self, features, training=None):
         x = features
         if self.dense is not None:
@@ -188,6 +199,68 @@ class ClassificationHead(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(inner_dim=self.inner_dim, num_classes=self.num_classes, cls_token_idx=self.cls_token_idx,
+                      activation=keras.activations.serialize(self.activation), dropout_rate=self.dropout_rate,
+                      initializer=keras.initializers.serialize(self.initializer))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="research")
+class MultiClsHeads(keras.layers.Layer):
+    """Several classification heads on the [CLS] token sharing one inner dense (Model Garden's `MultiClsHeads`).
+
+    call(features [batch, seq_len, hidden]) -> {name: float32 logits [batch, num_classes]} for each
+    (name, num_classes) of `cls_list`: dense(inner_dim) + activation -> dropout -> one dense per head.
+
+    Args:
+      inner_dim: width of the shared inner dense; 0: none (the [CLS] features go straight to the heads).
+      cls_list: a list of (name, num_classes).
+      cls_token_idx: index of the [CLS] token along seq_len.
+      activation, dropout_rate, initializer: of the inner dense, the dropout after it, and every dense.
+    """
+
+    def __init__(self, inner_dim, cls_list, cls_token_idx=0, activation="tanh", dropout_rate=0.0,
+                 initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        names = [name for name, _ in cls_list]
+        if not cls_list or len(set(names)) != len(names):
+            raise ValueError(f"MultiClsHeads: cls_list needs unique (name, num_classes) pairs, got {cls_list!r}")
+        self.inner_dim = inner_dim
+        self.cls_list = [(name, int(num_classes)) for name, num_classes in cls_list]
+        self.cls_token_idx = cls_token_idx
+        self.activation = layers.get_activation(activation)
+        self.dropout_rate = dropout_rate
+        self.initializer = keras.initializers.get(initializer)
+        self.dense = None
+        if inner_dim:
+            self.dense = keras.layers.Dense(inner_dim, activation=self.activation,
+                                            kernel_initializer=layers.clone_initializer(self.initializer),
+                                            dtype=self.dtype_policy, name="pooler_dense")
+        self.dropout = layers.Dropout(dropout_rate, dtype=self.dtype_policy)
+        self.out_projs = [keras.layers.Dense(num_classes, kernel_initializer=layers.clone_initializer(self.initializer),
+                                             dtype=self.dtype_policy, name=name) for name, num_classes in self.cls_list]
+
+    def build(self, input_shape):
+        width = int(input_shape[-1])
+        if self.dense is not None:
+            self.dense.build((None, width))
+            width = self.inner_dim
+        for projection in self.out_projs:
+            projection.build((None, width))
+        self.built = True
+
+    @property
+    def checkpoint_items(self):
+        return {} if self.dense is None else {"pooler_dense": self.dense}
+
+    def call(self, features, training=None):
+        x = features[:, self.cls_token_idx, :]
+        if self.dense is not None:
+            x = self.dropout(self.dense(x), training=training)
+        return {name: tf.cast(projection(x), tf.float32) for (name, _), projection in zip(self.cls_list, self.out_projs)}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(inner_dim=self.inner_dim, cls_list=self.cls_list, cls_token_idx=self.cls_token_idx,
                       activation=keras.activations.serialize(self.activation), dropout_rate=self.dropout_rate,
                       initializer=keras.initializers.serialize(self.initializer))
         return config

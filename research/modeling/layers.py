@@ -172,11 +172,15 @@ class BertEmbeddings(keras.layers.Layer):
     """Word + position + token-type embeddings, then layer normalization and dropout.
 
     call(word_ids int32 [batch, seq_len], type_ids int32 [batch, seq_len]) -> [batch, seq_len, hidden]
-    in the compute dtype.
+    in the compute dtype (`hidden_size` is the embedding width). `word_embeddings=` [batch, seq_len,
+    hidden] replaces the lookup of `word_ids` (which may then be None).
+
+    `embedding_layer`: a layer mapping word ids to [batch, seq_len, hidden] used instead of the own
+    word-embedding table (Model Garden's `embedding_layer`); it must expose `.embeddings` for tying.
     """
 
     def __init__(self, vocab_size, hidden_size, max_sequence_length, type_vocab_size, dropout_rate=0.1,
-                 initializer=None, **kwargs):
+                 initializer=None, embedding_layer=None, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
@@ -184,7 +188,7 @@ class BertEmbeddings(keras.layers.Layer):
         self.type_vocab_size = type_vocab_size
         self.dropout_rate = dropout_rate
         self.initializer = default_initializer(initializer)
-        self.word_embeddings = keras.layers.Embedding(
+        self.word_embeddings = embedding_layer if embedding_layer is not None else keras.layers.Embedding(
             vocab_size, hidden_size, embeddings_initializer=clone_initializer(self.initializer),
             dtype=self.dtype_policy, name="word_embeddings")
         self.type_embeddings = keras.layers.Embedding(
@@ -195,7 +199,10 @@ class BertEmbeddings(keras.layers.Layer):
         self.dropout = Dropout(dropout_rate, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
-        self.word_embeddings.build((None, None))
+        if self.built:
+            return
+        if not self.word_embeddings.built:
+            self.word_embeddings.build((None, None))
         self.type_embeddings.build((None, None))
         self.position_embeddings = self.add_weight(
             name="position_embeddings", shape=(self.max_sequence_length, self.hidden_size),
@@ -220,10 +227,12 @@ class BertEmbeddings(keras.layers.Layer):
         with tf.control_dependencies([check]):
             return tf.identity(word_ids)
 
-    def call(self, word_ids, type_ids, training=None):
-        word_ids = self.check_sequence_length(word_ids)
-        seq_len = tf.shape(word_ids)[1]
-        embeddings = self.word_embeddings(word_ids) + self.type_embeddings(type_ids)
+    def call(self, word_ids, type_ids, training=None, word_embeddings=None):
+        if word_embeddings is None:
+            word_ids = self.check_sequence_length(word_ids)
+            word_embeddings = self.word_embeddings(word_ids)
+        seq_len = tf.shape(word_embeddings)[1]
+        embeddings = word_embeddings + self.type_embeddings(type_ids)
         positions = tf.cast(self.position_embeddings[:seq_len], embeddings.dtype)
         embeddings = embeddings + positions[tf.newaxis]
         return self.dropout(self.layer_norm(embeddings), training=training)
@@ -257,37 +266,43 @@ def _attend_with_dropout(probs, value, rate, seed, backend):
 
 @keras.saving.register_keras_serializable(package="research")
 class SelfAttention(keras.layers.Layer):
-    """Multi-head self-attention with one fused Q/K/V projection [hidden, 3 * hidden].
+    """Multi-head self-attention with one fused Q/K/V projection [hidden, 3 * heads * (hidden // heads)].
 
     call(x [batch, seq_len, hidden], input_mask int32 [batch, seq_len]) -> [batch, seq_len, hidden];
     with `query_positions` int32 [batch, Q], only those positions attend (keys and values still span the
     sequence) and the result is [batch, Q, hidden]. Scores are computed in the compute dtype; their
     1 / sqrt(head size) scale, the padding bias and the softmax in float32, in one op
     (`research.ops.attention_softmax`). (The mask goes in as int: Keras casts float arguments of a layer
-    to its compute dtype.)
+    to its compute dtype.) With `return_attention_scores=True` it returns (output, the attention
+    probabilities float32 [batch, heads, queries, keys]).
     """
 
     def __init__(self, hidden_size, num_heads, dropout_rate=0.1, initializer=None, **kwargs):
         super().__init__(**kwargs)
-        if hidden_size % num_heads:
-            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_heads}")
+        if not 1 <= num_heads <= hidden_size:
+            raise ValueError(f"num_attention_heads must be in [1, hidden_size={hidden_size}], got {num_heads}")
         self.hidden_size = hidden_size
         self.num_heads = num_heads
+        # As Model Garden's attention: heads of hidden_size // num_heads each; when that does not divide,
+        # the heads span num_heads * head_size < hidden_size and the output projection maps back.
         self.head_size = hidden_size // num_heads
         self.dropout_rate = dropout_rate
         self.initializer = default_initializer(initializer)
-        self.qkv = keras.layers.Dense(3 * hidden_size, kernel_initializer=clone_initializer(self.initializer),
+        self.qkv = keras.layers.Dense(3 * num_heads * self.head_size,
+                                      kernel_initializer=clone_initializer(self.initializer),
                                       dtype=self.dtype_policy, name="qkv")
         self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=clone_initializer(self.initializer),
                                                dtype=self.dtype_policy, name="output")
         self.dropout = Dropout(dropout_rate, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
+        if self.built:
+            return
         self.qkv.build((None, None, self.hidden_size))
-        self.output_dense.build((None, None, self.hidden_size))
+        self.output_dense.build((None, None, self.num_heads * self.head_size))
         self.built = True
 
-    def call(self, x, input_mask, training=None, query_positions=None):
+    def call(self, x, input_mask, training=None, query_positions=None, return_attention_scores=False):
         # Head-major [batch, heads, seq_len, head_size] queries, keys and values, then plain batched matmuls:
         # on CPU (oneDNN) this runs the attention core, forward and backward, ~40% faster than the einsums
         # "bqnd,bknd->bnqk" / "bnqk,bknd->bqnd", which transpose on every call and in their gradients.
@@ -301,7 +316,10 @@ class SelfAttention(keras.layers.Layer):
                                            self.dropout.backend)
         else:
             context = tf.matmul(probs, value)
-        return self.output_dense(ops.merge_heads([context]))  # [batch, queries, hidden]
+        output = self.output_dense(ops.merge_heads([context]))  # [batch, queries, hidden]
+        if return_attention_scores:
+            return output, probs  # probs: float32 [batch, heads, queries, keys]
+        return output
 
     def get_config(self):
         config = super().get_config()
@@ -321,11 +339,16 @@ class TransformerBlock(keras.layers.Layer):
     whole sequence): [batch, Q, hidden], equal to the full output gathered there, for about a quarter of
     the work when Q is small against seq_len (the fused Q/K/V projection still runs at every position).
     That is for a last layer whose other positions nothing reads.
+
+    norm_first=True makes it a pre-layer-norm block (Model Garden's `norm_first`): x + attention(norm(x)),
+    then + FFN(norm(.)), with no normalization of the output. `call(..., return_attention_scores=True)`
+    returns (output, attention probabilities float32 [batch, heads, queries, seq_len]).
     """
 
     def __init__(self, hidden_size, num_heads, intermediate_size, hidden_dropout_rate=0.1,
-                 attention_dropout_rate=0.1, activation="gelu", initializer=None, **kwargs):
+                 attention_dropout_rate=0.1, activation="gelu", initializer=None, norm_first=False, **kwargs):
         super().__init__(**kwargs)
+        self.norm_first = bool(norm_first)
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.intermediate_size = intermediate_size
@@ -349,6 +372,8 @@ class TransformerBlock(keras.layers.Layer):
                                                            name="output_layer_norm")
 
     def build(self, input_shape=None):
+        if self.built:
+            return
         shape = (None, None, self.hidden_size)
         self.attention.build(shape)
         self.attention_norm.build(shape)
@@ -357,14 +382,31 @@ class TransformerBlock(keras.layers.Layer):
         self.output_norm.build(shape)
         self.built = True
 
-    def call(self, x, input_mask, training=None, query_positions=None):
-        attended = self.attention(x, input_mask, training=training, query_positions=query_positions)
+    def call(self, x, input_mask, training=None, query_positions=None, return_attention_scores=False):
+        if self.norm_first:
+            return self._call_norm_first(x, input_mask, training, query_positions, return_attention_scores)
+        attended = self.attention(x, input_mask, training=training, query_positions=query_positions,
+                                  return_attention_scores=return_attention_scores)
+        if return_attention_scores:
+            attended, scores = attended
         attended = self.attention_dropout(attended, training=training)
         if query_positions is not None:
             x = ops.gather_positions(x, tf.cast(query_positions, tf.int32))
         x = self.attention_norm(x + attended)
         transformed = self.ffn_dropout(self.ffn_output(self.intermediate(x)), training=training)
-        return self.output_norm(x + transformed)
+        output = self.output_norm(x + transformed)
+        return (output, scores) if return_attention_scores else output
+
+    def _call_norm_first(self, x, input_mask, training, query_positions, return_attention_scores):
+        attended = self.attention(self.attention_norm(x), input_mask, training=training,
+                                  query_positions=query_positions, return_attention_scores=return_attention_scores)
+        if return_attention_scores:
+            attended, scores = attended
+        if query_positions is not None:
+            x = ops.gather_positions(x, tf.cast(query_positions, tf.int32))
+        x = x + self.attention_dropout(attended, training=training)
+        output = x + self.ffn_dropout(self.ffn_output(self.intermediate(self.output_norm(x))), training=training)
+        return (output, scores) if return_attention_scores else output
 
     def get_config(self):
         config = super().get_config()
@@ -373,4 +415,5 @@ class TransformerBlock(keras.layers.Layer):
                       attention_dropout_rate=self.attention_dropout_rate,
                       activation=keras.activations.serialize(self.activation),
                       initializer=keras.initializers.serialize(self.initializer))
+        config.update(norm_first=self.norm_first)
         return config

