@@ -33,6 +33,10 @@ class TrainerConfig:
       max_to_keep: checkpoints kept in model_dir.
       use_tf_function: run steps inside tf.function.
       use_tf_while_loop: run the steps of a loop inside one tf.while_loop (needs a step count).
+      jit_compile: compile each replica's training step (forward, loss, backward, optimizer update,
+        metrics) with XLA (`tf.function(jit_compile=True)`); every op then runs its XLA path (`auto`
+        backends: the reference twins, the masked-LM head's chunked form). On this project's CPU
+        measurements the native kernels are faster (benchmarks/RESULTS.md), hence False.
       best_checkpoint_export_subdir: when set with best_checkpoint_eval_metric, the best checkpoint by
         that metric is exported to model_dir/<subdir>.
       best_checkpoint_eval_metric: the evaluation metric deciding the best checkpoint.
@@ -51,6 +55,7 @@ class TrainerConfig:
     max_to_keep: int = 5
     use_tf_function: bool = True
     use_tf_while_loop: bool = False
+    jit_compile: bool = False
     best_checkpoint_export_subdir: str = ""
     best_checkpoint_eval_metric: str = ""
     best_checkpoint_metric_comp: str = "higher"
@@ -62,6 +67,8 @@ class TrainerConfig:
                      "validation_interval", "max_to_keep"):
             value = getattr(self, name)
             require(isinstance(value, int) and value >= 1, f"TrainerConfig.{name} must be an int >= 1, got {value!r}")
+        require(isinstance(self.jit_compile, bool),
+                f"TrainerConfig.jit_compile must be True or False, got {self.jit_compile!r}")
         require(isinstance(self.validation_steps, int) and (self.validation_steps >= 1 or self.validation_steps == -1),
                  f"TrainerConfig.validation_steps must be -1 or >= 1, got {self.validation_steps!r}")
         require(self.best_checkpoint_metric_comp in METRIC_COMPARISONS,
