@@ -92,6 +92,7 @@ def test_whole_train_step_compiles_with_xla_and_matches_the_native_step(tmp_path
     np.testing.assert_allclose(losses["xla"], losses["native"], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_train_step_under_xla_holds_no_logits_with_the_chunked_head(tmp_path):
     """The compiled step (not run) of a pretrainer whose vocabulary dwarfs the rest: with `auto` XLA
     gets the chunked head, and its buffer assignment stays far below the [positions, vocab] logits
