@@ -87,6 +87,11 @@ def child(n, d, backend, repeats):  # noqa: C901 (one measurement, read top to b
 
     # Load the library and initialise oneDNN on tiny inputs, so that the held memory counts
     # only what the steps themselves need; the first step (tracing) is part of the measurement.
+    if repeats == 0:  # --repeats 0: only what XLA allocates for the step (compiled, not run)
+        from research.core.xla_memory import compiled_memory
+        xla_mb = compiled_memory(step, hidden, table, bias).allocated / 2**20 if jit else None
+        print(json.dumps({"durations": [], "held_mb": None, "tf_peak_mb": None, "live_mb": None, "xla_mb": xla_mb}))
+        return
     tiny = [x[:2] for x in (hidden, table, bias)]
     ops.masked_lm_loss(*tiny, tf.zeros([2], tf.int32), tf.ones([2]), backend=backend)
     tf.matmul(tiny[0], tiny[1], transpose_b=True)
@@ -137,7 +142,8 @@ def model_garden_available():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3, help="timed steps per configuration (after a warm-up)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per configuration (after a warm-up); "
+                                                                   "0: no run, only the XLA MB of :xla backends")
     parser.add_argument("--configs", default=",".join(f"{n}x{d}" for n, d in CONFIGS), help="NxD,NxD,...")
     parser.add_argument("--backends", default="native,reference")
     parser.add_argument("--rounds", type=int, default=2, help="alternating subprocesses per backend and configuration")
@@ -172,6 +178,11 @@ def main():
                     results[backend][key] += value if isinstance(value, list) else ([] if value is None else [value])
         medians = {b: statistics.median(r["durations"]) for b, r in results.items() if r["durations"]}
         for backend, result in results.items():
+            if args.repeats == 0 and not result["error"]:
+                xla = max(result["xla_mb"]) if result["xla_mb"] else None
+                print(f"{n:>6} {d:>4} {backend:>10} XLA MB {'n/a' if xla is None else f'{xla:.0f}'} "
+                      f"({'n/a' if xla is None else f'{xla / (n * VOCAB * 4 / 2**20):.1%}'} of the logits)")
+                continue
             if backend not in medians:
                 print(f"{n:>6} {d:>4} {backend:>10} failed: {result['error']}")
                 rows.append((n, d, backend, None, None, None, None, None, None, result["error"]))
