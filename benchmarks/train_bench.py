@@ -501,9 +501,9 @@ def format_xla_table(rows):
 
         def rates(side):
             return "-" if not side else f"{side['min']:.1f} / {side['median']:.1f}"
+        native_rss = ours["rss_mb"] if ours else float("nan")
         lines.append(f"| {row['config']} | {row['precision']} | {rates(ours)} | {rates(xla)} "
-                     f"| {row.get('xla_speed_ratio', float('nan')):.2f}x | {ours['rss_mb'] if ours else float('nan'):.0f} "
-                     f"| {xla['rss_mb']:.0f} |")
+                     f"| {row.get('xla_speed_ratio', float('nan')):.2f}x | {native_rss:.0f} | {xla['rss_mb']:.0f} |")
     return "\n".join(lines)
 
 

@@ -13,7 +13,8 @@ from research.core import base_trainer, config_definitions, optimization
 from research.tasks import masked_lm, sentence_prediction
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
-from task_helpers import PREDICTIONS, SEQ_LEN, VOCAB, constant_optimizer_config, tiny_encoder, write_pretraining_records  # noqa: E402,E501
+from task_helpers import (PREDICTIONS, SEQ_LEN, VOCAB, constant_optimizer_config, tiny_encoder,  # noqa: E402
+                          write_pretraining_records)
 
 
 def test_jit_compile_must_be_a_bool():
@@ -77,6 +78,7 @@ def test_xla_step_trains_like_the_native_step(task_name, tmp_path, spm_model):
     assert all(np.isfinite(xla_losses)) and xla_losses[-1] < xla_losses[0]
     np.testing.assert_allclose(xla_losses, native_losses, rtol=1e-4)
     # Really compiled: one XLA program per replica step, holding no native Research> kernel.
-    hlo = trainer._replica_train_step.experimental_get_compiler_ir(batch)(stage="hlo")  # pylint: disable=protected-access
+    compiled_step = trainer._replica_train_step  # pylint: disable=protected-access
+    hlo = compiled_step.experimental_get_compiler_ir(batch)(stage="hlo")
     assert "Research" not in hlo and "custom-call" not in hlo.lower()
     assert int(trainer.global_step.numpy()) == 3
