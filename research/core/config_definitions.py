@@ -35,8 +35,8 @@ class TrainerConfig:
       use_tf_while_loop: run the steps of a loop inside one tf.while_loop (needs a step count).
       jit_compile: compile each replica's training step (forward, loss, backward, optimizer update,
         metrics) with XLA (`tf.function(jit_compile=True)`); every op then runs its XLA path (`auto`
-        backends: the reference twins, the masked-LM head's chunked form). On this project's CPU
-        measurements the native kernels are faster (benchmarks/RESULTS.md), hence False.
+        backends: the reference twins, the masked-LM head's chunked form). False: in this project's CPU
+        measurements so far the native kernels are faster in float32 (benchmarks/RESULTS.md).
       best_checkpoint_export_subdir: when set with best_checkpoint_eval_metric, the best checkpoint by
         that metric is exported to model_dir/<subdir>.
       best_checkpoint_eval_metric: the evaluation metric deciding the best checkpoint.
