@@ -11,7 +11,13 @@ oneDNN allocates itself. Subprocesses alternate between the backends for
 `--rounds` rounds, since the speed of a shared host drifts. Model Garden's MaskedLM is not wired
 in; the report says whether `official` was importable in the run.
 
+A backend suffixed `:xla` (`chunked:xla`, `reference:xla`) runs the same step compiled by XLA
+(`tf.function(jit_compile=True)`), where `auto` picks the chunked head in plain TensorFlow ops; its
+*XLA MB* column is what the compiled program allocates beyond its inputs (outputs + temporaries, from
+XLA's buffer assignment: research/core/xla_memory.py), and its speed-up is against `reference:xla`.
+
     python benchmarks/head_bench.py [--repeats 3] [--rounds 2] [--configs 640x128,19456x768] [--write_results]
+    python benchmarks/head_bench.py --backends chunked:xla,reference:xla --configs 19456x768 --rounds 1
 """
 import argparse
 import json
@@ -44,7 +50,7 @@ def _reset_peak():
         return False
 
 
-def child(n, d, backend, repeats):
+def child(n, d, backend, repeats):  # noqa: C901 (one measurement, read top to bottom)
     """Runs in the subprocess: prints one JSON line with the timings and the memory figures."""
     import numpy as np
     import tensorflow as tf
@@ -62,7 +68,10 @@ def child(n, d, backend, repeats):
 
     from research import ops
 
-    @tf.function
+    backend, _, mode = backend.partition(":")
+    jit = mode == "xla"
+
+    @tf.function(jit_compile=jit)
     def step(hidden, table, bias):
         with tf.GradientTape() as tape:
             tape.watch([hidden, table, bias])
@@ -78,6 +87,11 @@ def child(n, d, backend, repeats):
 
     # Load the library and initialise oneDNN on tiny inputs, so that the held memory counts
     # only what the steps themselves need; the first step (tracing) is part of the measurement.
+    if repeats == 0:  # --repeats 0: only what XLA allocates for the step (compiled, not run)
+        from research.core.xla_memory import compiled_memory
+        xla_mb = compiled_memory(step, hidden, table, bias).allocated / 2**20 if jit else None
+        print(json.dumps({"durations": [], "held_mb": None, "tf_peak_mb": None, "live_mb": None, "xla_mb": xla_mb}))
+        return
     tiny = [x[:2] for x in (hidden, table, bias)]
     ops.masked_lm_loss(*tiny, tf.zeros([2], tf.int32), tf.ones([2]), backend=backend)
     tf.matmul(tiny[0], tiny[1], transpose_b=True)
@@ -95,8 +109,14 @@ def child(n, d, backend, repeats):
     except (ValueError, RuntimeError, KeyError, TypeError):
         tf_peak = None
     from research.core.memory_profile import peak_live_tensor_bytes
-    live_mb = peak_live_tensor_bytes(run_once) / 2**20  # one more step, profiled
-    print(json.dumps({"durations": durations, "held_mb": held_mb, "tf_peak_mb": tf_peak, "live_mb": live_mb}))
+    live_mb = xla_mb = None
+    if not jit:  # under XLA its buffer assignment says what the program allocates, without one more step
+        live_mb = peak_live_tensor_bytes(run_once) / 2**20  # one more step, profiled
+    else:
+        from research.core.xla_memory import compiled_memory
+        xla_mb = compiled_memory(step, hidden, table, bias).allocated / 2**20
+    print(json.dumps({"durations": durations, "held_mb": held_mb, "tf_peak_mb": tf_peak, "live_mb": live_mb,
+                      "xla_mb": xla_mb}))
 
 
 def measure(n, d, backend, repeats):
@@ -109,6 +129,11 @@ def measure(n, d, backend, repeats):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _reference_of(backend):
+    """The row a backend's speed-up is against: the reference run the same way (with or without XLA)."""
+    return "reference:xla" if backend.endswith(":xla") else "reference"
+
+
 def model_garden_available():
     probe = subprocess.run([sys.executable, "-c", "import official.nlp.modeling.layers"], capture_output=True,
                            check=False, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
@@ -117,7 +142,8 @@ def model_garden_available():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3, help="timed steps per configuration (after a warm-up)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per configuration (after a warm-up); "
+                                                                   "0: no run, only the XLA MB of :xla backends")
     parser.add_argument("--configs", default=",".join(f"{n}x{d}" for n, d in CONFIGS), help="NxD,NxD,...")
     parser.add_argument("--backends", default="native,reference")
     parser.add_argument("--rounds", type=int, default=2, help="alternating subprocesses per backend and configuration")
@@ -139,35 +165,42 @@ def main():
     print(f"V = {VOCAB}; forward + backward of sum(loss) / sum(weights), float32, all weights 1; "
           f"{args.rounds} alternating rounds of {args.repeats} steps per backend")
     print(f"{'N':>6} {'D':>4} {'backend':>10} {'median s':>9} {'best s':>7} {'held MB':>8} {'TF peak MB':>10} "
-          f"{'live MB':>8} {'logits MB':>9} {'speed-up':>8}")
+          f"{'live MB':>8} {'XLA MB':>7} {'logits MB':>9} {'speed-up':>8}")
     for n, d in configs:
-        results = {backend: {"durations": [], "held_mb": [], "tf_peak_mb": [], "live_mb": [], "error": None}
-                   for backend in backends}
+        results = {backend: {"durations": [], "held_mb": [], "tf_peak_mb": [], "live_mb": [], "xla_mb": [],
+                             "error": None} for backend in backends}
         for _ in range(args.rounds):  # alternating processes: the host's speed drifts
             for backend in backends:
                 result = measure(n, d, backend, args.repeats)
                 if isinstance(result, str):
                     results[backend]["error"] = result
                     continue
-                for key in ("durations", "held_mb", "tf_peak_mb", "live_mb"):
-                    value = result[key]
+                for key in ("durations", "held_mb", "tf_peak_mb", "live_mb", "xla_mb"):
+                    value = result.get(key)
                     results[backend][key] += value if isinstance(value, list) else ([] if value is None else [value])
         medians = {b: statistics.median(r["durations"]) for b, r in results.items() if r["durations"]}
         for backend, result in results.items():
+            if args.repeats == 0 and not result["error"]:
+                xla = max(result["xla_mb"]) if result["xla_mb"] else None
+                print(f"{n:>6} {d:>4} {backend:>10} XLA MB {'n/a' if xla is None else f'{xla:.0f}'} "
+                      f"({'n/a' if xla is None else f'{xla / (n * VOCAB * 4 / 2**20):.1%}'} of the logits)")
+                continue
             if backend not in medians:
                 print(f"{n:>6} {d:>4} {backend:>10} failed: {result['error']}")
-                rows.append((n, d, backend, None, None, None, None, None, result["error"]))
+                rows.append((n, d, backend, None, None, None, None, None, None, result["error"]))
                 continue
             median, best = medians[backend], min(result["durations"])
             held = max(result["held_mb"]) if result["held_mb"] else None
             tf_peak = max(result["tf_peak_mb"]) if result["tf_peak_mb"] else None
             live = max(result["live_mb"]) if result["live_mb"] else None
-            speedup = medians["reference"] / median if "reference" in medians else None
+            xla = max(result["xla_mb"]) if result["xla_mb"] else None
+            reference = _reference_of(backend)
+            speedup = medians[reference] / median if reference in medians else None
             fmt = lambda x, spec: "n/a" if x is None else format(x, spec)  # noqa: E731
             print(f"{n:>6} {d:>4} {backend:>10} {median:>9.3f} {best:>7.3f} {fmt(held, '.0f'):>8} "
-                  f"{fmt(tf_peak, '.0f'):>10} {fmt(live, '.0f'):>8} {n * VOCAB * 4 / 2**20:>9.0f} "
-                  f"{fmt(speedup, '.2f'):>8}", flush=True)
-            rows.append((n, d, backend, median, best, held, tf_peak, live, None))
+                  f"{fmt(tf_peak, '.0f'):>10} {fmt(live, '.0f'):>8} {fmt(xla, '.0f'):>7} "
+                  f"{n * VOCAB * 4 / 2**20:>9.0f} {fmt(speedup, '.2f'):>8}", flush=True)
+            rows.append((n, d, backend, median, best, held, tf_peak, live, xla, None))
 
     if args.write_results:
         lines = [f"Machine: {_report.machine_description()}.", "",
@@ -183,22 +216,27 @@ def main():
                  "alive at once during one more (profiled) step, by their requested sizes "
                  "(research/core/memory_profile.py): what the step itself needs. "
                  "*Logits* is the size of the reference's [N, V] float32 logits. "
-                 f"Model Garden's MaskedLM: {model_garden}.", "",
-                 "| N | D | backend | median s | best s | held MB | TF peak MB | live MB | logits MB | "
+                 f"Model Garden's MaskedLM: {model_garden}. Backends suffixed `:xla` "
+                 "run the step under `jit_compile=True`; *XLA MB* is what the compiled program allocates beyond its "
+                 "inputs (outputs + temporaries, XLA's buffer assignment), and their speed-up is against "
+                 "`reference:xla`.", "",
+                 "| N | D | backend | median s | best s | held MB | TF peak MB | live MB | XLA MB | logits MB | "
                  "speed-up vs reference |",
-                 "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-        reference = {(n, d): median for n, d, backend, median, *_ in rows if backend == "reference" and median}
-        for n, d, backend, median, best, held, tf_peak, live, error in rows:
+                 "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        reference = {(n, d, backend): median for n, d, backend, median, *_ in rows
+                     if backend.startswith("reference") and median}
+        for n, d, backend, median, best, held, tf_peak, live, xla, error in rows:
             if median is None:
-                lines.append(f"| {n} | {d} | {backend} | failed: {error} | | | | | | |")
+                lines.append(f"| {n} | {d} | {backend} | failed: {error} | | | | | | | |")
                 continue
-            ref = reference.get((n, d))
+            ref = reference.get((n, d, _reference_of(backend)))
             speedup = f"{ref / median:.2f}x" if ref else "n/a"
             held_text = "n/a" if held is None else f"{held:.0f}"
             tf_text = "n/a" if tf_peak is None else f"{tf_peak:.0f}"
             live_text = "n/a" if live is None else f"{live:.0f}"
+            xla_text = "n/a" if xla is None else f"{xla:.0f}"
             lines.append(f"| {n} | {d} | {backend} | {median:.3f} | {best:.3f} | {held_text} | {tf_text} | "
-                         f"{live_text} | {n * VOCAB * 4 / 2**20:.0f} | {speedup} |")
+                         f"{live_text} | {xla_text} | {n * VOCAB * 4 / 2**20:.0f} | {speedup} |")
         _report.write_section(TITLE, "\n".join(lines))
         print(f"wrote the '{TITLE}' section of {_report.RESULTS}")
 

@@ -24,6 +24,8 @@ How each side runs (one fresh subprocess per measurement, so that peak RSS is th
     precision, task and `train_lib.create_trainer` exactly as `launch.launch` builds them, then
     `Trainer.train(steps_per_loop)` (the call `train_lib.run_experiment` makes every loop; checkpoints
     and summaries, which it adds between loops, are left out on both sides).
+  * Ours under XLA (`--frameworks ours,ours_xla`): the same, with `TrainerConfig.jit_compile = True`
+    (each replica's step compiled by XLA, every op on its XLA path); runs without Model Garden.
 Both read the SAME synthetic full-length records, written once into --data_dir: the same token ids as
 unmasked `input_word_ids`/`input_type_ids` for ours (masked dynamically in our input pipeline) and as
 pre-masked `input_ids, input_mask, segment_ids, masked_lm_positions, masked_lm_ids,
@@ -98,8 +100,8 @@ ALIASES = {
 # (steps per loop, loops) per size by default: a loop of a few seconds on Model Garden.
 DEFAULT_SCHEDULE = {"tiny": (20, 4), "small": (4, 3), "base": (2, 3)}
 PRECISIONS = ("float32", "mixed_bfloat16")
-FRAMEWORKS = ("ours", "mg")
-LABELS = {"ours": "ours", "mg": "Model Garden"}
+FRAMEWORKS = ("ours", "mg", "ours_xla")
+LABELS = {"ours": "ours", "mg": "Model Garden", "ours_xla": "ours, XLA"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -265,7 +267,7 @@ def _count_params(model) -> int:
     return total
 
 
-def build_ours(task, size, precision, data_dir: Path, steps, loops, model_dir):
+def build_ours(task, size, precision, data_dir: Path, steps, loops, model_dir, jit_compile=False):
     import gin
     from research.core import config_definitions, distribute, optimization, train_lib
     from research.tasks import masked_lm, sentence_prediction
@@ -275,7 +277,8 @@ def build_ours(task, size, precision, data_dir: Path, steps, loops, model_dir):
     bindings = [f"VOCAB_SIZE = {VOCAB}", f"SEQ_LEN = {SEQ_LEN}", f"GLOBAL_BATCH_SIZE = {BATCH}",
                 f"MODEL_DIR = {str(model_dir)!r}", f"TRAIN_STEPS = {total_steps}",
                 f"WARMUP_STEPS = {max(1, total_steps // 10)}", f"STEPS_PER_LOOP = {steps}",
-                f"PRECISION = {'bfloat16' if precision == 'mixed_bfloat16' else 'float32'!r}"]
+                f"PRECISION = {'bfloat16' if precision == 'mixed_bfloat16' else 'float32'!r}",
+                f"config_definitions.TrainerConfig.jit_compile = {jit_compile}"]
     if task == "mlm":
         files += [REPO_ROOT / "gin" / "tasks" / "masked_lm.gin", REPO_ROOT / "gin" / "runs" / "pretrain.gin"]
         pattern = str(data_dir / "ours_mlm-*")
@@ -361,7 +364,9 @@ def child_main(args):
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     task, size = CONFIGS[args.config]
-    builder = build_ours if args.framework == "ours" else build_model_garden
+    builders = {"ours": build_ours, "mg": build_model_garden,
+                "ours_xla": lambda *a: build_ours(*a, jit_compile=True)}
+    builder = builders[args.framework]
     with tempfile.TemporaryDirectory(prefix=f"train_bench_{args.framework}_") as model_dir:
         start = time.perf_counter()
         run_loop, num_params = builder(task, size, args.precision, Path(args.data_dir), args.steps, args.loops,
@@ -436,6 +441,9 @@ def summarize(config, precision, results, peaks):
     if "ours" in row and "mg" in row:
         row["speed_ratio"] = row["ours"]["median"] / row["mg"]["median"]
         row["rss_ratio"] = row["ours"]["rss_mb"] / row["mg"]["rss_mb"]
+    if "ours" in row and "ours_xla" in row:
+        row["xla_speed_ratio"] = row["ours_xla"]["median"] / row["ours"]["median"]
+        row["xla_rss_ratio"] = row["ours_xla"]["rss_mb"] / row["ours"]["rss_mb"]
     set_peak_fractions([row], peaks)
     return row
 
@@ -506,6 +514,28 @@ def format_table(rows, peaks, sources):
     lines += ["", "Model % of peak: the standard model's FLOPs (the docstring's count, the same for both sides) per "
                   "second over the peak; executed % of peak: the FLOPs the side runs (ours skips its last layer "
                   "outside the rows read; Model Garden runs the whole count, so its two are equal)."]
+    if any("ours_xla" in row for row in rows):
+        lines += ["", format_xla_table(rows)]
+    return "\n".join(lines)
+
+
+def format_xla_table(rows):
+    """Ours with the step compiled by XLA (TrainerConfig.jit_compile=True) beside ours as configured."""
+    lines = ["Our step under XLA (`TrainerConfig.jit_compile = True`: every op's XLA path) against our default "
+             "(native kernels, no XLA), runs alternating in the same invocation:", "",
+             "| config | precision | native ex/s min / median | XLA ex/s min / median | XLA / native | "
+             "native peak RSS MB | XLA peak RSS MB |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        ours, xla = row.get("ours"), row.get("ours_xla")
+        if not xla:
+            continue
+
+        def rates(side):
+            return "-" if not side else f"{side['min']:.1f} / {side['median']:.1f}"
+        native_rss = ours["rss_mb"] if ours else float("nan")
+        lines.append(f"| {row['config']} | {row['precision']} | {rates(ours)} | {rates(xla)} "
+                     f"| {row.get('xla_speed_ratio', float('nan')):.2f}x | {native_rss:.0f} | {xla['rss_mb']:.0f} |")
     return "\n".join(lines)
 
 
@@ -541,6 +571,9 @@ def parent_main(args):
         if precision not in PRECISIONS:
             raise SystemExit(f"unknown precision {precision!r}; choose from {PRECISIONS}")
     frameworks = [f.strip() for f in args.frameworks.split(",")]
+    for framework in frameworks:
+        if framework not in FRAMEWORKS:
+            raise SystemExit(f"unknown framework {framework!r}; choose from {FRAMEWORKS}")
     data_dir = Path(args.data_dir)
     print(f"data: {data_dir}", flush=True)
     prepare_data(data_dir)
@@ -599,7 +632,8 @@ def main():
     parser.add_argument("--configs", default="tiny", help="comma-separated configurations or aliases (tiny, small, "
                                                           "base, mlm, cls, all)")
     parser.add_argument("--precisions", default="float32,mixed_bfloat16")
-    parser.add_argument("--frameworks", default="ours,mg", help="ours,mg (alternated in this order, then reversed)")
+    parser.add_argument("--frameworks", default="ours,mg", help="from ours, mg, ours_xla (ours with the step under "
+                                                                "XLA), alternated in this order, then reversed")
     parser.add_argument("--runs", type=int, default=2, help="runs per framework, alternating")
     parser.add_argument("--steps", type=int, default=0, help="steps per loop (0: per-size default)")
     parser.add_argument("--loops", type=int, default=0, help="loops per run, the first excluded (0: default)")

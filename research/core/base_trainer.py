@@ -211,6 +211,8 @@ class Trainer(_AsyncTrainer, tf.Module):
         trainer_config = config.trainer
         self._train_tf_function, self._train_tf_while_loop = _loop_options(trainer_config, "train")
         self._eval_tf_function, self._eval_tf_while_loop = _loop_options(trainer_config, "eval")
+        self._jit_compile = getattr(trainer_config, "jit_compile", False)  # Model Garden's configs lack it
+        self._replica_train_step = None
         with self._strategy.scope():
             self._train_batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_batches",
                                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -435,16 +437,19 @@ class Trainer(_AsyncTrainer, tf.Module):
         return next(iterator)
 
     def train_step(self, iterator):
-        """One training step: next inputs, then `task.train_step` on every replica."""
+        """One training step: next inputs, then `task.train_step` on every replica (XLA-compiled with
+        TrainerConfig.jit_compile; the input pipeline stays outside the compiled step)."""
 
         def step_fn(inputs):
             logs = self._task.train_step(inputs, model=self._model, optimizer=self._optimizer,
                                          metrics=self._train_metrics)
             self._train_loss.update_state(logs[self._task.loss])
 
+        if self._jit_compile and self._replica_train_step is None:
+            self._replica_train_step = tf.function(step_fn, jit_compile=True)
         inputs = self.next_train_inputs(iterator)
         self._train_batches.assign_add(1)
-        self._strategy.run(step_fn, args=(inputs,))
+        self._strategy.run(self._replica_train_step or step_fn, args=(inputs,))
 
     def train_loop_end(self) -> dict:
         """Returns `training_loss` (mean over the loop), `learning_rate` and every train metric.

@@ -36,6 +36,10 @@ class TrainerConfig:
       train_tf_while_loop, eval_tf_while_loop, train_tf_function, eval_tf_function: Model Garden's
         separate switches for the training and the evaluation loops; None (the default) follows
         use_tf_while_loop / use_tf_function.
+      jit_compile: compile each replica's training step (forward, loss, backward, optimizer update,
+        metrics) with XLA (`tf.function(jit_compile=True)`); every op then runs its XLA path (`auto`
+        backends: the reference twins, the masked-LM head's chunked form). False: in this project's CPU
+        measurements so far the native kernels are faster in float32 (benchmarks/RESULTS.md).
       best_checkpoint_export_subdir: when set with best_checkpoint_eval_metric, the best checkpoint by
         that metric is exported to model_dir/<subdir>.
       best_checkpoint_eval_metric: the evaluation metric deciding the best checkpoint.
@@ -58,6 +62,7 @@ class TrainerConfig:
     eval_tf_while_loop: bool | None = None
     train_tf_function: bool | None = None
     eval_tf_function: bool | None = None
+    jit_compile: bool = False
     best_checkpoint_export_subdir: str = ""
     best_checkpoint_eval_metric: str = ""
     best_checkpoint_metric_comp: str = "higher"
@@ -69,6 +74,8 @@ class TrainerConfig:
                      "validation_interval", "max_to_keep"):
             value = getattr(self, name)
             require(isinstance(value, int) and value >= 1, f"TrainerConfig.{name} must be an int >= 1, got {value!r}")
+        require(isinstance(self.jit_compile, bool),
+                f"TrainerConfig.jit_compile must be True or False, got {self.jit_compile!r}")
         require(isinstance(self.validation_steps, int) and (self.validation_steps >= 1 or self.validation_steps == -1),
                  f"TrainerConfig.validation_steps must be -1 or >= 1, got {self.validation_steps!r}")
         require(self.best_checkpoint_metric_comp in METRIC_COMPARISONS,

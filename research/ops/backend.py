@@ -4,6 +4,8 @@
 twin; 'auto' picks native where the kernel can run and the twin elsewhere: inside an XLA
 (`jit_compile`) function, on TPU or GPU for ops that run on the accelerator (the kernels are CPU
 only), or when the library is missing. Each choice is logged once per op and reason.
+`masked_lm_loss` falls back to its memory-lean chunked head in plain TensorFlow instead of the
+explicit-logits twin (its `backend='reference'`).
 """
 import threading
 
@@ -41,7 +43,7 @@ def _log_once(op_name: str, choice: str, reason: str) -> None:
     logging.info("research.ops: %s uses the %s implementation (%s)", op_name, choice, reason)
 
 
-def resolve(op_name: str, backend: str, *, host_op: bool = False):
+def resolve(op_name: str, backend: str, *, host_op: bool = False, fallback: str = "reference"):
     """Returns the loaded native library when `backend` selects the kernel, else None.
 
     Args:
@@ -49,6 +51,8 @@ def resolve(op_name: str, backend: str, *, host_op: bool = False):
       backend: 'auto', 'native' or 'reference'.
       host_op: True for ops that always run on the host CPU (input-pipeline ops), where an attached
         accelerator does not make the native kernel unusable.
+      fallback: the name of what the caller runs when this returns None, for the log line ('reference',
+        or 'chunked' for masked_lm_loss, whose 'auto' falls back to its XLA-friendly chunked head).
 
     Raises:
       ValueError: for an unknown backend, or 'native' inside an XLA-compiled function.
@@ -75,7 +79,7 @@ def resolve(op_name: str, backend: str, *, host_op: bool = False):
     elif not host_op:
         reason = _accelerator_reason()
     if reason is not None:
-        _log_once(op_name, "reference", reason)
+        _log_once(op_name, fallback, reason)
         return None
     _log_once(op_name, "native", "the C++ kernel is loaded and usable here")
     return library

@@ -42,12 +42,16 @@ from tensorflow.python.util import _pywrap_util_port
 
 
 from research.ops import backend as backend_lib
+from research.ops.masked_lm_loss_chunked import masked_lm_loss_chunked, zeros
 
 OP_NAME = "Research>SoftmaxXentChunk"
 CHUNK_MB = 48  # float32 logits per chunk when chunk_rows = 0
 SLICE_MB = 12  # float32 table-gradient rows per product when the accumulation is by slices
 _KERNEL_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
 MATMUL_DTYPES = (tf.float32, tf.bfloat16)
+# The shared switch plus 'chunked': the head in plain TensorFlow ops (masked_lm_loss_chunked.py), which
+# 'auto' runs wherever the kernel cannot (XLA, TPU, GPU, no library).
+BACKENDS = backend_lib.BACKENDS + ("chunked",)
 
 
 def masked_lm_loss(hidden, embedding_table, output_bias, labels, weights, *, training: bool = True,
@@ -62,8 +66,11 @@ def masked_lm_loss(hidden, embedding_table, output_bias, labels, weights, *, tra
       weights: float32 [N]; 0 marks padding rows.
       training: also compute the gradients in the forward pass (cheaper when a gradient follows);
         False for inference and evaluation. Values are identical either way.
-      backend: 'auto', 'native' or 'reference' (see research/ops/backend.py).
-      chunk_rows: rows per chunk of the native path; 0 picks about CHUNK_MB MB of logits per chunk.
+      backend: 'native' (the kernel), 'chunked' (the same chunked head in plain TensorFlow ops,
+        XLA-compilable, any device), 'reference' (explicit [N, V] logits, for tests) or 'auto':
+        native where the kernel can run, chunked elsewhere (see research/ops/backend.py).
+      chunk_rows: rows per chunk of the native and chunked paths; 0 picks about CHUNK_MB MB of
+        logits per chunk (masked_lm_loss_chunked.CHUNK_MB for the chunked one).
       matmul_dtype: tf.float32 or tf.bfloat16, the dtype of the matrix products (see the module doc).
 
     Returns:
@@ -77,9 +84,18 @@ def masked_lm_loss(hidden, embedding_table, output_bias, labels, weights, *, tra
     _check_static_shapes(hidden, embedding_table, output_bias)
     labels = tf.cast(labels, tf.int32)
     weights = tf.cast(weights, tf.float32)
-    library = backend_lib.resolve(OP_NAME, backend)
-    if library is None:
+    if backend not in BACKENDS:
+        raise ValueError(f"masked_lm_loss: backend must be one of {BACKENDS}, got {backend!r}")
+    library = None
+    if backend != "chunked":
+        library = backend_lib.resolve(OP_NAME, backend, fallback="reference" if backend == "reference" else "chunked")
+    if library is None and backend == "reference":
         return _masked_lm_loss_reference(hidden, embedding_table, output_bias, labels, weights, matmul_dtype)
+    if library is None:
+        with tf.control_dependencies([_check_labels_in_range(labels, tf.shape(embedding_table)[0])]):
+            labels = tf.identity(labels)
+        return masked_lm_loss_chunked(hidden, embedding_table, output_bias, labels, weights, training=bool(training),
+                                      chunk_rows=int(chunk_rows), matmul_dtype=matmul_dtype)
     return _masked_lm_loss_native(library, hidden, embedding_table, output_bias, labels, weights,
                                   training=bool(training), chunk_rows=int(chunk_rows), matmul_dtype=matmul_dtype)
 
@@ -99,32 +115,42 @@ def _masked_lm_loss_native(library, hidden, embedding_table, output_bias, labels
         loss, predicted = outputs[:2]
 
         def grad(grad_loss, *unused_grads):
-            if grad_loss is None:
-                grad_loss = tf.zeros_like(weights)
-
-            def recompute():
-                return _chunked(library, hidden, table, bias, labels, weights * grad_loss, rows, matmul_dtype,
-                                gradients=True)[2:]
-
-            if training:
-                unit_d_hidden, unit_d_table, unit_d_bias = outputs[2:]
-                d_hidden = grad_loss[:, tf.newaxis] * unit_d_hidden
-                active = weights != 0
-                largest = tf.reduce_max(tf.where(active, grad_loss, float("-inf")))
-                smallest = tf.reduce_min(tf.where(active, grad_loss, float("inf")))
-                any_active = tf.reduce_any(active)
-                constant = tf.logical_or(tf.logical_not(any_active), largest == smallest)
-                scale = tf.where(any_active, largest, 0.0)
-                d_table, d_bias = tf.cond(constant, lambda: (scale * unit_d_table, scale * unit_d_bias),
-                                          lambda: recompute()[1:])
-            else:
-                d_hidden, d_table, d_bias = recompute()
-            return [tf.cast(g, dtype) for g, dtype in zip((d_hidden, d_table, d_bias), dtypes)]
+            unit = outputs[2:] if training else None
+            gradients = _upstream_gradients(
+                grad_loss, weights, unit,
+                lambda scaled: _chunked(library, hidden, table, bias, labels, scaled, rows, matmul_dtype,
+                                        gradients=True)[2:])
+            return [tf.cast(g, dtype) for g, dtype in zip(gradients, dtypes)]
 
         return (loss, predicted), grad
 
     loss, predicted = head(hidden, embedding_table, output_bias)
     return loss, predicted
+
+
+def _upstream_gradients(grad_loss, weights, unit, recompute):
+    """(d_hidden, d_table, d_bias) of sum(loss * grad_loss), float32, for both chunked paths.
+
+    `unit` is the forward pass's gradients of sum(loss) (None when it skipped them); `recompute(w)`
+    runs the pass again with row weights `w` and returns its gradients. The hidden-state rows scale
+    exactly by the upstream gradient; the table and bias gradients scale by it when it is one constant
+    over the rows with a non-zero weight, and are recomputed otherwise.
+    """
+    if grad_loss is None:
+        grad_loss = tf.zeros_like(weights)
+    if unit is None:
+        return recompute(weights * grad_loss)
+    unit_d_hidden, unit_d_table, unit_d_bias = unit
+    d_hidden = grad_loss[:, tf.newaxis] * unit_d_hidden
+    active = weights != 0
+    largest = tf.reduce_max(tf.where(active, grad_loss, float("-inf")))
+    smallest = tf.reduce_min(tf.where(active, grad_loss, float("inf")))
+    any_active = tf.reduce_any(active)
+    constant = tf.logical_or(tf.logical_not(any_active), largest == smallest)
+    scale = tf.where(any_active, largest, 0.0)
+    d_table, d_bias = tf.cond(constant, lambda: (scale * unit_d_table, scale * unit_d_bias),
+                              lambda: tuple(recompute(weights * grad_loss)[1:]))
+    return d_hidden, d_table, d_bias
 
 
 def _chunk_bytes():
@@ -219,10 +245,10 @@ def _chunked(library, hidden, table, bias, labels, weights, rows, matmul_dtype, 
     loop_vars = [tf.constant(0), array(tf.float32), array(tf.int32)]
     if gradients:
         with tf.control_dependencies([hidden]):  # not before the head runs: nothing else orders it
-            d_table = _zeros([vocab_size, width])
+            d_table = zeros([vocab_size, width])
         with tf.control_dependencies([d_table]):  # the larger first: the allocator then wastes less
-            d_hidden = _zeros([num_active, width])
-        zero_width = _zeros([width])
+            d_hidden = zeros([num_active, width])
+        zero_width = zeros([width])
         loop_vars += [d_hidden, d_table, tf.zeros_like(bias)]
     # One iteration at a time: overlapping ones would only hold more [V, rows] buffers.
     results = tf.while_loop(lambda i, *_: i < num_chunks, body, loop_vars, parallel_iterations=1)
@@ -236,12 +262,6 @@ def _chunked(library, hidden, table, bias, labels, weights, rows, matmul_dtype, 
                        lambda: tf.cond(tf.equal(width, 0), lambda: tf.zeros(tf.stack([n, width])),
                                        lambda: tf.scatter_nd(scatter_rows, results[3], tf.stack([n, width]))))
     return loss, predicted, d_hidden, results[4], results[5]
-
-
-def _zeros(shape):
-    """A float32 zero accumulator that Grappler cannot fold into a constant (a constant's buffer is never
-    forwarded, so the first in-place accumulation would copy it, and folding itself allocates it again)."""
-    return tf.raw_ops.Empty(shape=tf.stack(shape), dtype=tf.float32, init=True)
 
 
 def _concat(array):

@@ -1,5 +1,6 @@
 """TPU readiness without a TPU: TPUStrategy from gin fails clearly here, `auto` picks the reference ops
-inside XLA, and the whole masked-LM train step compiles with jit_compile=True (what a TPU compiles)."""
+(the masked-LM head: its chunked form) inside XLA, and the whole masked-LM train step compiles with
+jit_compile=True (what a TPU compiles), holding no [positions, vocab] logits."""
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import tensorflow as tf
 
 from research import modeling
 from research.core import distribute, optimization
+from research.core.xla_memory import compiled_memory
 from research.ops import backend
 from research.tasks import masked_lm
 
@@ -91,3 +93,39 @@ def test_whole_train_step_compiles_with_xla_and_matches_the_native_step(tmp_path
             assert {"Research>SoftmaxXentChunk", "Research>GatherPositions", "Research>LayerNorm"} <= types
     assert all(np.isfinite(losses["xla"])) and losses["xla"][-1] < losses["xla"][0]
     np.testing.assert_allclose(losses["xla"], losses["native"], rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_train_step_under_xla_holds_no_logits_with_the_chunked_head(tmp_path):
+    """The compiled step (not run) of a pretrainer whose vocabulary dwarfs the rest: with `auto` XLA
+    gets the chunked head, and its buffer assignment stays far below the [positions, vocab] logits
+    that the explicit-logits head (backend='reference') allocates, twice (logits and their gradient)."""
+    vocab = 30522
+    batch_size = 512  # 2048 positions: 8 chunks of the head
+    data = masked_lm.PretrainDataConfig(input_path=write_pretraining_records(tmp_path, num_examples=batch_size),
+                                        global_batch_size=batch_size, seq_len=SEQ_LEN, vocab_size=VOCAB,
+                                        max_predictions_per_seq=PREDICTIONS, masking_backend="reference")
+    positions = batch_size * PREDICTIONS
+    logits = 4 * positions * vocab
+    config = optimization.OptimizerConfig(type="adamw", learning_rate=1e-2, warmup_steps=0, decay="constant")
+    memory = {}
+    for head_backend in ("auto", "reference"):
+        keras.utils.set_random_seed(5)
+
+        def pretrainer(head_backend=head_backend):
+            encoder = tiny_encoder(vocab_size=vocab)
+            head = modeling.MaskedLMHead(encoder.get_embedding_table(), backend=head_backend)
+            return modeling.BertPretrainer(encoder, mlm_head=head)
+
+        task = masked_lm.MaskedLMTask(masked_lm.MaskedLMConfig(model=pretrainer, train_data=data))
+        batch = next(iter(task.build_inputs(data)))
+        model = task.build_model()
+        optimizer = task.create_optimizer(config)
+        step = tf.function(lambda inputs: task.train_step(inputs, model, optimizer), jit_compile=True)
+        step(batch)  # builds the optimizer's slots; the program measured is the steady-state step
+        memory[head_backend] = compiled_memory(step, batch)
+        if head_backend == "auto":
+            hlo = step.experimental_get_compiler_ir(batch)(stage="hlo")
+            assert "Research" not in hlo and f"[{positions},{vocab}]" not in hlo
+    assert memory["reference"].temporaries >= 2 * logits
+    assert memory["auto"].temporaries <= 0.35 * logits, (memory, logits)

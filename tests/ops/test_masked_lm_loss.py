@@ -11,7 +11,7 @@ from research import ops
 from research.core.memory_profile import peak_live_tensor_bytes
 from research.ops._loader import LIBRARY
 
-BACKENDS = ["native", "reference"]
+BACKENDS = ["native", "reference", "chunked"]
 
 
 def make_inputs(rng, n, d, v, scale=1.0, zero_fraction=0.3):
@@ -250,7 +250,7 @@ def test_inside_a_tf_function_native_matches_reference():
         assert_close(step("native", up), step("reference", up))
 
 
-def test_xla_uses_the_reference():
+def test_xla_auto_runs_without_the_kernel_and_native_is_refused():
     inputs = make_inputs(np.random.RandomState(15), 9, 8, 50)
 
     @tf.function(jit_compile=True)
