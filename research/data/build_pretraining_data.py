@@ -28,8 +28,15 @@ from absl import flags, logging
 from research.data import features, packing
 from research.data.tokenizer import CLS_ID, PAD_ID, SEP_ID, Tokenizer
 
-# Sentence ends: '.', '!' or '?', optionally a closing quote or parenthesis, then whitespace.
-_SENTENCE_BREAK = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'\u201d\u2019)]))\s+")
+# Words whose '.' does not end a sentence: titles before a name, and a few abbreviations.
+ABBREVIATIONS = ("Mr", "Mrs", "Ms", "Dr", "St", "Esq", "Messrs", "Mme", "Mlle", "Capt", "Col", "Gen",
+                 "Lt", "Sgt", "Rev", "Prof", "Hon", "Sr", "Jr", "vs", "viz")
+# Sentence ends: '.', '!' or '?', optionally a closing quote or parenthesis, then whitespace; not
+# after one of ABBREVIATIONS or a single capital initial ('J. Smith'; 'I.' still ends a sentence).
+_SENTENCE_BREAK = re.compile(
+    r"(?:(?<=[.!?])|(?<=[.!?][\"'\u201d\u2019)]))"
+    + "".join(rf"(?<!\b{word}\.)" for word in ABBREVIATIONS)
+    + r"(?<!\b[A-HJ-Z]\.)\s+")
 _TOKENIZE_BATCH_SENTENCES = 20_000
 _LOG_EVERY_SECONDS = 10.0
 
