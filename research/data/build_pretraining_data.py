@@ -246,7 +246,7 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
     disk_bytes = sum(os.path.getsize(p) for p in paths)
     layout = record_shards.BucketLayout.plan(
         sum(text_input.estimated_text_bytes(p) for p in paths), shards, validation_shards,
-        validation_fraction, bucket_megabytes << 20)
+        validation_fraction, int(bucket_megabytes * (1 << 20)))
     settings = record_shards.BuildSettings(tokenizer, boundary, layout, seq_len, mode, seed,
                                            validation_fraction, short_seq_prob, packer)
     task = f"-task{task_index:05d}-of-{num_tasks:05d}" if num_tasks > 1 else ""
@@ -260,7 +260,8 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
         for split in record_shards.SPLITS:
             for bucket in range(layout.buckets(split)):
                 os.makedirs(_bucket_dir(spill_dir, split, bucket))
-        read = _read_and_tokenize(executor, paths, settings, block_megabytes << 20, workers, disk_bytes)
+        read = _read_and_tokenize(executor, paths, settings, int(block_megabytes * (1 << 20)), workers,
+                                  disk_bytes)
         if read.tokens == 0:
             raise ValueError(f"no tokens in the input ({len(paths)} files matching {input_pattern!r}, "
                              f"{read.bad_lines} lines not valid UTF-8)")

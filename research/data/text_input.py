@@ -30,7 +30,8 @@ ABBREVIATIONS = ("Mr", "Mrs", "Ms", "Dr", "St", "Esq", "Messrs", "Mme", "Mlle", 
 # after one of ABBREVIATIONS or a single capital initial ('J. Smith'; 'I.' still ends a sentence).
 _SENTENCE_BREAK = re.compile(
     r"(?:(?<=[.!?])|(?<=[.!?][\"'\u201d\u2019)]))"
-    + "".join(rf"(?<!\b{word}\.)" for word in ABBREVIATIONS)
+    # No \b before a capitalized word, so that '_Mr.' (italics markup) counts too.
+    + "".join(rf"(?<!{word}\.)" if word[0].isupper() else rf"(?<!\b{word}\.)" for word in ABBREVIATIONS)
     + r"(?<!\b[A-HJ-Z]\.)\s+")
 _BLANK_LINE = re.compile(rb"\n[ \t\r\f\v]*\n")
 # Compressed files count this many bytes of text per byte on disk when sizing the shuffle buckets.

@@ -68,7 +68,8 @@ def _as_features(features):
     pairs = []
     for name, values in features.items():
         values = np.asarray(values)
-        pairs.append((name, np.ascontiguousarray(values.reshape(len(values), -1), dtype=np.int32)))
+        values = values[:, None] if values.ndim == 1 else values
+        pairs.append((name, np.ascontiguousarray(values, dtype=np.int32)))
     return pairs
 
 
