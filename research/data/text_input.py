@@ -142,32 +142,38 @@ def read_pieces(path, boundary, piece_bytes, on_progress=None):
       on_progress: optional callable(bytes read from disk since the last call).
     """
     reader = _CountingFile(path)
+    try:
+        yield from pieces_of_stream(reader, boundary, piece_bytes, on_progress)
+    finally:
+        reader.close()
+
+
+def pieces_of_stream(reader, boundary, piece_bytes, on_progress=None):
+    """`read_pieces` of an open binary stream of text (`reader.read(n)`); `on_progress` needs
+    `reader.disk_position()`."""
     separator_line = None
     if boundary.kind == "separator":
         separator_line = re.compile(
             rb"(?m)^[ \t]*(?:" + boundary.separator.encode("utf-8") + rb")[ \t\r]*$")
     reported = 0
-    try:
-        pending = b""
-        while True:
-            data = reader.read(piece_bytes)
-            if on_progress is not None:
-                position = reader.disk_position()
-                on_progress(position - reported)
-                reported = position
-            if not data:
-                break
-            pending += data
-            if boundary.kind == "file":
-                continue
-            cut = _cut(pending, boundary, separator_line)
-            if cut:
-                yield pending[:cut]
-                pending = pending[cut:]
-        if pending:
-            yield pending
-    finally:
-        reader.close()
+    pending = b""
+    while True:
+        data = reader.read(piece_bytes)
+        if on_progress is not None:
+            position = reader.disk_position()
+            on_progress(position - reported)
+            reported = position
+        if not data:
+            break
+        pending += data
+        if boundary.kind == "file":
+            continue
+        cut = _cut(pending, boundary, separator_line)
+        if cut:
+            yield pending[:cut]
+            pending = pending[cut:]
+    if pending:
+        yield pending
 
 
 def read_blocks(paths, boundary, block_bytes, on_progress=None):
