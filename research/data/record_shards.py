@@ -154,7 +154,7 @@ def tokenize_block(block, settings, num_threads=1):
     stats.bad_lines, stats.text_bytes = text_stats.bad_lines, text_stats.text_bytes
     flat = [s for document in sentences for s in document]
     encoded = settings.tokenizer.encode_batch(flat, num_threads=num_threads) if flat else []
-    sentence_lengths = np.fromiter((len(ids) for ids in encoded), np.int64, len(encoded))
+    sentence_lengths = np.array(list(map(len, encoded)), np.int64)
     tokens = np.fromiter(itertools.chain.from_iterable(encoded), settings.token_dtype,
                          int(sentence_lengths.sum()))
     num_sentences = np.array([len(s) for s in sentences], np.int64)

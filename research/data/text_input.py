@@ -64,6 +64,10 @@ class DocumentBoundary:
                 raise ValueError(f"document_separator {self.separator!r} is not a regular "
                                  f"expression: {error}") from error
 
+    def separator_lines(self):
+        """The compiled pattern of whole separator lines (str), for re.split."""
+        return re.compile(rf"(?m)^[ \t]*(?:{self.separator})[ \t\r]*$")
+
     def describe(self):
         """A short phrase for logs and metadata."""
         return {"blank_line": "a blank line ends a document", "file": "one document per file",
@@ -203,35 +207,43 @@ class TextStats:
         self.text_bytes += other.text_bytes
 
 
+def _valid_text(piece, stats):
+    """The text of `piece` (bytes) without its lines that are not valid UTF-8 (counted)."""
+    try:
+        return piece.decode("utf-8")
+    except UnicodeDecodeError:
+        lines = []
+        for raw in piece.split(b"\n"):
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                stats.bad_lines += 1
+        return "\n".join(lines)
+
+
+_BLANK_LINE_TEXT = re.compile(r"\n[ \t\r\f\v]*\n")
+
+
 def documents_of_piece(piece, boundary, stats):
-    """Yields the documents of one piece (bytes) as their joined text (str, non-empty).
+    """Returns the documents of one piece (bytes) as their text (list[str], non-empty), lines
+    joined and every run of whitespace made one space.
 
     Lines that are not valid UTF-8 are skipped and counted in `stats.bad_lines`.
     """
     stats.text_bytes += len(piece)
-    separator = re.compile(boundary.separator) if boundary.kind == "separator" else None
-    lines = []
-    for raw in piece.split(b"\n"):
-        try:
-            line = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            stats.bad_lines += 1
-            continue
-        ends_document = ((boundary.kind == "blank_line" and not line)
-                         or (separator is not None and separator.fullmatch(line)))
-        if ends_document:
-            if lines:
-                yield " ".join(lines)
-                lines = []
-        elif line:
-            lines.append(line)
-    if lines:
-        yield " ".join(lines)
+    text = _valid_text(piece, stats)
+    if boundary.kind == "blank_line":
+        parts = _BLANK_LINE_TEXT.split("\n" + text + "\n")
+    elif boundary.kind == "separator":
+        parts = boundary.separator_lines().split(text)
+    else:
+        parts = [text]
+    return [document for document in (" ".join(part.split()) for part in parts) if document]
 
 
 def read_documents(paths, stats, boundary=DocumentBoundary(), block_bytes=4 << 20):
     """Yields the documents of `paths` in order, each a list[str] of sentences (possibly empty)."""
     for block in read_blocks(paths, boundary, block_bytes):
         for piece in block:
-            for text in documents_of_piece(piece, boundary, stats):
-                yield split_sentences(text)
+            for document in documents_of_piece(piece, boundary, stats):
+                yield split_sentences(document)
