@@ -59,7 +59,10 @@ def prepare_pretraining_demo(cache_dir: str = DEFAULT_CACHE_DIR, *, vocab_size: 
         metadata = build_pretraining_data.build_pretraining_data(
             text, str(model_path), str(records_dir), seq_len=seq_len, shards=shards, mode=mode,
             validation_fraction=validation_fraction, seed=seed, document_boundary="separator",
-            document_separator=AUSTEN_CHAPTER_HEADING)
+            document_separator=AUSTEN_CHAPTER_HEADING,
+            # 4 MB take a second or two in one process; worker processes would first re-import the
+            # program that asked for the demo (the training binary, TensorFlow included).
+            workers=1)
     else:
         logging.info("Reusing the cached pretraining records in %s", records_dir)
     return {"spm_model": str(model_path), "train_pattern": str(records_dir / "train-*.tfrecord"),
