@@ -122,7 +122,7 @@ def _write_metadata(_, output_dir, settings, run, block_stats, shard_stats):
 def build_pipeline(pipeline, input_pattern, tokenizer, output_dir, seq_len=128, shards=1,
                    mode="full_sentences", validation_fraction=0.05, seed=0, short_seq_prob=0.1,
                    document_boundary="blank_line", document_separator=None, validation_shards=1,
-                   bucket_megabytes=32, block_megabytes=2):
+                   bucket_megabytes=16, block_megabytes=2):
     """Adds the builder to `pipeline` (a beam.Pipeline); arguments as
     research.data.build_pretraining_data.build_pretraining_data. Output files are written when the
     pipeline runs."""
@@ -186,7 +186,7 @@ def main(argv=None):
     parser.add_argument("--short_seq_prob", type=float, default=0.1)
     parser.add_argument("--document_boundary", default="blank_line", choices=text_input.BOUNDARIES)
     parser.add_argument("--document_separator", default=None)
-    parser.add_argument("--bucket_megabytes", type=float, default=32)
+    parser.add_argument("--bucket_megabytes", type=float, default=16)
     known, pipeline_args = parser.parse_known_args(argv)
     from research.data.tokenizer import Tokenizer  # pylint: disable=import-outside-toplevel
     if "://" not in known.output_dir:

@@ -118,8 +118,8 @@ def _pack_unit(unit, part_path):
     split, shard, part = unit
     bucket = shard * settings.layout.buckets_per_shard[split] + part
     directory = _bucket_dir(_WORKER["spill_dir"], split, bucket)
-    docs = [d for name in sorted(os.listdir(directory))
-            for d in _read_spill(os.path.join(directory, name), settings.token_dtype)]
+    docs = (d for name in sorted(os.listdir(directory))
+            for d in _read_spill(os.path.join(directory, name), settings.token_dtype))
     data, stats = record_shards.pack_bucket(docs, split, bucket, settings)
     with open(part_path, "wb") as f:
         f.write(data)
@@ -199,7 +199,7 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
                            mode="full_sentences", validation_fraction=0.05, seed=0,
                            packer="native", short_seq_prob=0.1, *, tokenizer=None,
                            document_boundary="blank_line", document_separator=None, workers=None,
-                           validation_shards=1, num_tasks=1, task_index=0, bucket_megabytes=32,
+                           validation_shards=1, num_tasks=1, task_index=0, bucket_megabytes=16,
                            block_megabytes=2):
     """Builds the records described in the module docstring and returns the metadata dict.
 
@@ -398,7 +398,7 @@ def _define_flags():
     flags.DEFINE_integer("workers", None, "Worker processes (default: every CPU).")
     flags.DEFINE_integer("num_tasks", 1, "Number of tasks of an array job sharing the input files.")
     flags.DEFINE_integer("task_index", 0, "This task's index in [0, num_tasks).")
-    flags.DEFINE_integer("bucket_megabytes", 32, "About the text one worker packs at once.")
+    flags.DEFINE_integer("bucket_megabytes", 16, "About the text one worker packs at once.")
 
 
 def main(argv):

@@ -227,6 +227,7 @@ def pack_bucket(parts, split, bucket, settings):
     """
     parts = list(parts)
     docs = Documents.concatenate(parts) if parts else None
+    del parts  # the bucket is held once, concatenated (callers pass a generator)
     tokenizer = settings.tokenizer
     if docs is None or not len(docs.keys):
         return b"", BucketStats()
@@ -234,17 +235,21 @@ def pack_bucket(parts, split, bucket, settings):
     sentence_ends = np.cumsum(docs.num_sentences, dtype=np.int64)
     token_ends = np.cumsum(docs.sentence_lengths, dtype=np.int64)
     sentence_index = _ranges(sentence_ends, docs.num_sentences, order)
-    lengths = docs.sentence_lengths[sentence_index]
-    tokens = docs.tokens[_ranges(token_ends, docs.sentence_lengths, sentence_index)]
+    sentence_offsets = np.concatenate([[0], np.cumsum(docs.sentence_lengths[sentence_index], dtype=np.int64)])
+    document_offsets = np.concatenate([[0], np.cumsum(docs.num_sentences[order], dtype=np.int64)])
+    tokens = docs.tokens[_ranges(token_ends, docs.sentence_lengths, sentence_index)].astype(np.int32)
+    del docs, sentence_index, sentence_ends, token_ends
     seed = bucket_seed(settings.seed, split, bucket)
     examples, packed = packing.pack_examples(
-        tokens.astype(np.int32), np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]),
-        np.concatenate([[0], np.cumsum(docs.num_sentences[order], dtype=np.int64)]),
-        settings.seq_len, settings.mode, seed, tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id,
-        settings.short_seq_prob, backend=settings.packer)
+        tokens, sentence_offsets, document_offsets, settings.seq_len, settings.mode, seed,
+        tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id, settings.short_seq_prob,
+        backend=settings.packer)
+    del tokens
     words = examples[features.INPUT_WORD_IDS]
-    shuffle = np.random.default_rng(seed).permutation(len(words))
-    examples = {name: values[shuffle] for name, values in examples.items()}
     stats = BucketStats(documents=len(order), examples=len(words), tokens_packed=int(packed),
                         filled_slots=int((words != tokenizer.pad_id).sum()), slots=int(words.size))
+    del words
+    shuffle = np.random.default_rng(seed).permutation(stats.examples)
+    for name in list(examples):  # one feature at a time, so that one copy at most is extra
+        examples[name] = examples[name][shuffle]
     return tfrecord.serialize_examples(examples), stats
