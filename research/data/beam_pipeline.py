@@ -29,7 +29,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from research.data import packing, record_shards, text_input
+from research.data import build_pretraining_data, packing, record_shards, text_input
 
 _SPLIT_INDEX = {split: i for i, split in enumerate(record_shards.SPLITS)}
 
@@ -93,28 +93,11 @@ def _sum(stats_list, cls):
     return total
 
 
-def _write_metadata(_, output_dir, settings, run, block_stats, shard_stats):
-    read = _sum(block_stats, record_shards.BlockStats)
-    counts = {"documents": read.documents, "sentences": read.sentences, "tokens": read.tokens,
-              "bad_lines": read.bad_lines, "empty_documents": read.empty_documents,
-              "text_bytes": read.text_bytes}
-    for split in record_shards.SPLITS:
-        if settings.layout.shards[split]:
-            stats = _sum([s for name, s in shard_stats if name == split], record_shards.BucketStats)
-            counts.update({f"{split}_documents": stats.documents, f"{split}_examples": stats.examples,
-                           f"{split}_tokens_packed": stats.tokens_packed,
-                           f"{split}_fill_ratio": stats.filled_slots / max(stats.slots, 1)})
-    tokenizer = settings.tokenizer
-    metadata = dict(run, counts=counts, vocab_size=tokenizer.vocab_size, seq_len=settings.seq_len,
-                    mode=settings.mode, seed=settings.seed, short_seq_prob=settings.short_seq_prob,
-                    validation_fraction=settings.validation_fraction,
-                    buckets_per_shard=settings.layout.buckets_per_shard,
-                    document_boundary=settings.boundary.kind,
-                    document_separator=settings.boundary.separator,
-                    document_boundary_description=settings.boundary.describe(),
-                    tokenizer={"class": type(tokenizer).__name__, "vocab_size": tokenizer.vocab_size,
-                               **{f"{n}_id": int(getattr(tokenizer, f"{n}_id"))
-                                  for n in ("pad", "unk", "cls", "sep", "mask")}})
+def _write_metadata(_, output_dir, settings, run, block_stats, shard_stats, names):
+    split_stats = {split: _sum([s for name, s in shard_stats if name == split], record_shards.BucketStats)
+                   for split in record_shards.SPLITS}
+    metadata = build_pretraining_data.run_metadata(
+        settings, run, _sum(block_stats, record_shards.BlockStats), split_stats, names)
     with FileSystems.create(posixpath.join(output_dir, "metadata.json")) as f:
         f.write((json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
@@ -162,14 +145,13 @@ def build_pipeline(pipeline, input_pattern, tokenizer, output_dir, seq_len=128, 
                    | "GroupShards" >> beam.GroupByKey()
                    | "WriteShards" >> beam.Map(_write_shard, output_dir, names))
     run = {"input": input_pattern, "num_input_files": len(files), "num_tasks": 1, "task_index": 0,
-           "files": [n for split in record_shards.SPLITS for n in names[split]],
            "metadata_file": "metadata.json", "runner": "beam",
            "spm_model": getattr(tokenizer, "model_path", None)}
     return (pipeline
             | "MetadataTrigger" >> beam.Create([None])
             | "WriteMetadata" >> beam.Map(_write_metadata, output_dir, settings, run,
                                           beam.pvalue.AsList(block_stats),
-                                          beam.pvalue.AsList(shard_stats)))
+                                          beam.pvalue.AsList(shard_stats), names))
 
 
 def main(argv=None):

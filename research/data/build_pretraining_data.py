@@ -266,9 +266,12 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
             raise ValueError(f"no tokens in the input ({len(paths)} files matching {input_pattern!r}, "
                              f"{read.bad_lines} lines not valid UTF-8)")
         read_seconds = time.monotonic() - start
-        split_stats = _pack_all(executor, layout, spill_dir, output_dir, names, temporary)
-        seconds = time.monotonic() - start
-        metadata = _metadata(locals(), read, split_stats, names, metadata_name)
+        split_stats = _pack_all(executor, layout, output_dir, names, temporary)
+        run = {"input": input_pattern, "num_input_files": len(paths), "num_tasks": num_tasks,
+               "task_index": task_index, "metadata_file": metadata_name,
+               "spm_model": os.path.abspath(spm_model) if spm_model else getattr(tokenizer, "model_path", None),
+               "seconds": round(time.monotonic() - start, 3)}
+        metadata = run_metadata(settings, run, read, split_stats, names)
         with open(temporary[metadata_name], "w", encoding="utf-8") as f:
             json.dump(metadata, f, indent=2, sort_keys=True)
             f.write("\n")
@@ -286,7 +289,7 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
     finally:
         executor.shutdown(wait=True)
         shutil.rmtree(spill_dir, ignore_errors=True)
-    _log_summary(metadata, read_seconds, seconds)
+    _log_summary(metadata, read_seconds, metadata["seconds"])
     return metadata
 
 
@@ -307,9 +310,8 @@ def _read_and_tokenize(executor, paths, settings, block_bytes, workers, disk_byt
     return total
 
 
-def _pack_all(executor, layout, spill_dir, output_dir, names, temporary):
+def _pack_all(executor, layout, output_dir, names, temporary):
     """Phase 2: every bucket packed by the workers into a part file; parts joined into shards."""
-    del spill_dir  # the workers know it
     units = layout.units()
     part_paths = {u: os.path.join(output_dir, ".tmp-part-{}-{:05d}-{:05d}".format(*u)) for u in units}
     futures = [executor.submit(_pack_unit, u, part_paths[u]) for u in units]
@@ -327,36 +329,38 @@ def _pack_all(executor, layout, spill_dir, output_dir, names, temporary):
     return split_stats
 
 
-def _metadata(run, read, split_stats, names, metadata_name):
-    """The metadata.json dict of a finished run (`run`: build_pretraining_data's locals)."""
-    tokenizer = run["tokenizer"]
+def run_metadata(settings, run, read, split_stats, names):
+    """The metadata.json dict of a finished run (also written by research/data/beam_pipeline.py).
+
+    Args:
+      settings: the run's record_shards.BuildSettings.
+      run: what only the driver knows (input, task, seconds...), copied as is.
+      read: record_shards.BlockStats of the whole input.
+      split_stats: dict split -> record_shards.BucketStats of everything packed.
+      names: dict split -> list of the shard file names.
+    """
+    tokenizer = settings.tokenizer
     counts = {"documents": read.documents, "sentences": read.sentences, "tokens": read.tokens,
               "bad_lines": read.bad_lines, "empty_documents": read.empty_documents,
               "text_bytes": read.text_bytes}
     for split in record_shards.SPLITS:
-        if not run["layout"].shards[split]:
+        if not settings.layout.shards[split]:
             continue
         stats = split_stats[split]
         counts.update({f"{split}_documents": stats.documents, f"{split}_examples": stats.examples,
                        f"{split}_tokens_packed": stats.tokens_packed,
                        f"{split}_fill_ratio": stats.filled_slots / max(stats.slots, 1)})
-    spm_model = run["spm_model"]
-    return {
-        "seq_len": run["seq_len"], "mode": run["mode"], "seed": run["seed"],
-        "short_seq_prob": run["short_seq_prob"], "validation_fraction": run["validation_fraction"],
-        "vocab_size": tokenizer.vocab_size,
-        "spm_model": os.path.abspath(spm_model) if spm_model else getattr(tokenizer, "model_path", None),
-        "tokenizer": {"class": type(tokenizer).__name__, "vocab_size": tokenizer.vocab_size,
-                      **{f"{name}_id": int(getattr(tokenizer, f"{name}_id"))
-                         for name in ("pad", "unk", "cls", "sep", "mask")}},
-        "document_boundary": run["boundary"].kind, "document_separator": run["boundary"].separator,
-        "document_boundary_description": run["boundary"].describe(),
-        "input": run["input_pattern"], "num_input_files": len(run["paths"]),
-        "num_tasks": run["num_tasks"], "task_index": run["task_index"],
-        "buckets_per_shard": run["layout"].buckets_per_shard, "counts": counts,
-        "files": [n for split in record_shards.SPLITS for n in names[split]], "metadata_file": metadata_name,
-        "seconds": round(run.get("seconds", 0.0), 3),
-    }
+    return dict(
+        run, seq_len=settings.seq_len, mode=settings.mode, seed=settings.seed,
+        short_seq_prob=settings.short_seq_prob, validation_fraction=settings.validation_fraction,
+        vocab_size=tokenizer.vocab_size,
+        tokenizer={"class": type(tokenizer).__name__, "vocab_size": tokenizer.vocab_size,
+                   **{f"{name}_id": int(getattr(tokenizer, f"{name}_id"))
+                      for name in ("pad", "unk", "cls", "sep", "mask")}},
+        document_boundary=settings.boundary.kind, document_separator=settings.boundary.separator,
+        document_boundary_description=settings.boundary.describe(),
+        buckets_per_shard=settings.layout.buckets_per_shard, counts=counts,
+        files=[n for split in record_shards.SPLITS for n in names[split]])
 
 
 def _log_summary(metadata, read_seconds, seconds):

@@ -13,7 +13,6 @@ Training a model (one sentence or paragraph a line; several files joined by comm
 
 writes spm.model (pass it as --spm_model to research.data.build_pretraining_data) and spm.vocab.
 """
-import glob
 import os
 import re
 
@@ -173,27 +172,14 @@ class Tokenizer:
         return self._word_starts.copy()
 
 
-def expand_paths(pattern):
-    """The sorted files of `pattern`: globs joined by commas. FileNotFoundError names a glob that
-    matches nothing."""
-    paths = []
-    for part in (p.strip() for p in pattern.split(",")):
-        if part:
-            matches = sorted(p for p in glob.glob(part) if os.path.isfile(p))
-            if not matches:
-                raise FileNotFoundError(f"--input matches no file: {part}")
-            paths += matches
-    if not paths:
-        raise FileNotFoundError(f"--input is empty: {pattern!r}")
-    return paths
-
-
 def main(argv):
     """`python -m research.data.tokenizer`: trains a model (see the module docstring)."""
     del argv  # unused
     from absl import flags  # pylint: disable=import-outside-toplevel
+
+    from research.data import text_input  # pylint: disable=import-outside-toplevel
     flag_values = flags.FLAGS
-    model = train_sentencepiece(expand_paths(flag_values.input), flag_values.model_prefix,
+    model = train_sentencepiece(text_input.expand_input_pattern(flag_values.input), flag_values.model_prefix,
                                 vocab_size=flag_values.vocab_size, model_type=flag_values.model_type,
                                 input_sentence_size=flag_values.input_sentence_size,
                                 seed=flag_values.seed)
