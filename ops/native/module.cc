@@ -1,15 +1,18 @@
-// research.data._native: the pybind11 face of packing.h. Inputs are borrowed from numpy without
+// research.data._native: the pybind11 face of packing.h and tfrecord.h. Inputs are borrowed from numpy without
 // copies (C-contiguous arrays of the exact dtype; pybind11 refuses lossy casts with TypeError), the
 // GIL is released while packing, and the outputs are handed to numpy without copies.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <memory>
+#include <string_view>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "packing.h"
+#include "tfrecord.h"
 
 namespace py = pybind11;
 
@@ -65,6 +68,40 @@ py::tuple PackExamplesPy(const CArray<int32_t>& token_ids, const CArray<int64_t>
   return py::make_tuple(features, result.num_tokens);
 }
 
+py::bytes SerializeExamplesPy(const py::list& named_arrays) {
+  std::vector<research::Int64Feature> features;
+  std::vector<CArray<int32_t>> keep_alive;  // the borrowed arrays outlive the GIL release
+  int64_t rows = -1;
+  for (const py::handle& item : named_arrays) {
+    auto pair = item.cast<py::tuple>();
+    if (pair.size() != 2) throw std::invalid_argument("each feature must be a (name, array) pair");
+    auto name = pair[0].cast<std::string>();
+    auto array = pair[1].cast<CArray<int32_t>>();
+    if (array.ndim() != 2) {
+      throw std::invalid_argument("feature '" + name + "' must be int32 [rows, width], got " +
+                                  std::to_string(array.ndim()) + " dimensions");
+    }
+    if (rows >= 0 && array.shape(0) != rows) {
+      throw std::invalid_argument("feature '" + name + "' has " + std::to_string(array.shape(0)) +
+                                  " rows, the features before it " + std::to_string(rows));
+    }
+    rows = array.shape(0);
+    features.push_back({name, array.data(), static_cast<int64_t>(array.shape(1))});
+    keep_alive.push_back(std::move(array));
+  }
+  std::string out;
+  {
+    py::gil_scoped_release release;
+    research::AppendExampleRecords(features, std::max<int64_t>(rows, 0), &out);
+  }
+  return py::bytes(out);
+}
+
+uint32_t Crc32cPy(const py::bytes& data) {
+  const std::string_view view(data);
+  return research::Crc32c(view.data(), view.size());
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -87,4 +124,15 @@ Returns:
 Raises:
   ValueError: unknown mode, seq_len too small, offsets out of range or decreasing.
 )doc");
+  m.def("serialize_examples", &SerializeExamplesPy, py::arg("features"),
+        R"doc(TFRecord bytes of one tf.train.Example per row (see research.data.tfrecord).
+
+Args:
+  features: list of (name, int32 [rows, width] C-contiguous array), in the order the features are
+    written; every array has the same rows.
+
+Returns:
+  bytes: the records, framed as in a .tfrecord file.
+)doc");
+  m.def("crc32c", &Crc32cPy, py::arg("data"), "CRC32C (Castagnoli) of bytes, unmasked.");
 }

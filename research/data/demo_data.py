@@ -2,8 +2,10 @@
 
 The source tree ships two public corpora in third_party/ (see third_party/README.md): Jane Austen's
 six novels for pretraining and labelled movie-review sentences for fine-tuning. The first run trains
-a sentencepiece model on the Austen text and builds pretraining records from it; later runs find
-them in the cache directory and reuse them when they were built with the same settings.
+a sentencepiece model on the Austen text and builds pretraining records from it, one document per
+chapter (the heading lines 'CHAPTER I' / 'Chapter 1' separate them; a book's title pages join the
+last chapter of the book before); later runs find them in the cache directory and reuse them when
+they were built with the same settings.
 
     python -m research.data.demo_data [--cache_dir=cache/demo]
 """
@@ -19,6 +21,8 @@ from research.data import build_pretraining_data, tokenizer
 AUSTEN_TEXT = "third_party/austen/austen.txt"
 MOVIE_REVIEWS_TSV = "third_party/movie_reviews/vader_movie_binary.tsv"
 DEFAULT_CACHE_DIR = "cache/demo"
+# Chapter headings of the shipped novels: 'CHAPTER XIV' (Emma, Mansfield Park, ...) or 'Chapter 12'.
+AUSTEN_CHAPTER_HEADING = r"(?:CHAPTER|Chapter) [0-9IVXLC]+"
 
 
 def shipped_file(relative: str) -> str:
@@ -44,13 +48,18 @@ def prepare_pretraining_demo(cache_dir: str = DEFAULT_CACHE_DIR, *, vocab_size: 
         logging.info("Training a %d-piece sentencepiece model on %s", vocab_size, text)
         model_path = Path(tokenizer.train_sentencepiece(text, str(model_prefix), vocab_size=vocab_size, seed=seed))
     records_dir = cache / f"records_{mode}_seq{seq_len}_vocab{vocab_size}"
-    wanted = {"seq_len": seq_len, "mode": mode, "seed": seed, "validation_fraction": validation_fraction}
+    wanted = {"seq_len": seq_len, "mode": mode, "seed": seed, "validation_fraction": validation_fraction,
+              "document_boundary": "separator", "document_separator": AUSTEN_CHAPTER_HEADING}
     metadata = _read_metadata(records_dir)
     if metadata is None or any(metadata.get(key) != value for key, value in wanted.items()):
         logging.info("Building pretraining records in %s", records_dir)
         metadata = build_pretraining_data.build_pretraining_data(
             text, str(model_path), str(records_dir), seq_len=seq_len, shards=shards, mode=mode,
-            validation_fraction=validation_fraction, seed=seed)
+            validation_fraction=validation_fraction, seed=seed, document_boundary="separator",
+            document_separator=AUSTEN_CHAPTER_HEADING,
+            # 4 MB take a second or two in one process; worker processes would first re-import the
+            # program that asked for the demo (the training binary, TensorFlow included).
+            workers=1)
     else:
         logging.info("Reusing the cached pretraining records in %s", records_dir)
     return {"spm_model": str(model_path), "train_pattern": str(records_dir / "train-*.tfrecord"),

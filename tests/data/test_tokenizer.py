@@ -59,3 +59,37 @@ def test_foreign_model_is_rejected(tmp_path, corpus_file):
                                    vocab_size=100, minloglevel=2)
     with pytest.raises(ValueError, match="special tokens"):
         tok.Tokenizer(tmp_path / "plain.model")
+
+
+def test_ids_are_attributes_and_the_tokenizer_pickles(spm_model):
+    import pickle
+    t = tok.Tokenizer(spm_model)
+    assert (t.pad_id, t.unk_id, t.cls_id, t.sep_id, t.mask_id, t.vocab_size) == (0, 1, 2, 3, 4, 150)
+    copy = pickle.loads(pickle.dumps(t))
+    assert copy.encode_batch(["emma walks home"], num_threads=1) == t.encode_batch(["emma walks home"])
+    assert copy.model_path == t.model_path
+
+
+def test_too_large_a_vocabulary_says_what_to_pass(tmp_path, corpus_file):
+    with pytest.raises(ValueError, match=r"vocab_size=2000 is too large.*at most (\d+) pieces.*"
+                                         r"Pass vocab_size=\1 or less \(--vocab_size=\1"):
+        tok.train_sentencepiece([corpus_file], tmp_path / "big", vocab_size=2000)
+
+
+def test_the_command_trains_a_model_from_another_directory(tmp_path, corpus_file):
+    import shutil
+    import subprocess
+    import sys
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(corpus_file, work / "corpus.txt")
+    command = [sys.executable, "-m", "research.data.tokenizer", "--input=corpus.txt", "--model_prefix=spm"]
+    done = subprocess.run(command + ["--vocab_size=120"], cwd=work, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "--spm_model=spm.model" in done.stdout
+    assert tok.Tokenizer(work / "spm.model").vocab_size == 120
+    failed = subprocess.run(command + ["--vocab_size=5000"], cwd=work, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert failed.returncode != 0
+    assert "error: vocab_size=5000 is too large" in failed.stderr and "Traceback" not in failed.stderr

@@ -207,29 +207,22 @@ def _spm(tmp):
 
 
 def disk_full(tmp):
-    class FullWriter:
-        def __init__(self, path):
-            self.path = path
-            open(path, "wb").close()
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def write(self, record):
-            raise OSError(errno.ENOSPC, "No space left on device", self.path)
-
+    """The disk fills while the builder writes its record files (the packed parts of its shards)."""
+    (tmp / "in.txt").write_text("Emma walks home. The dog runs.\n\nHarriet reads a story.\n")
     out = tmp / "out"
     out.mkdir()
-    original = tf.io.TFRecordWriter
-    tf.io.TFRecordWriter = FullWriter
+    real_open = open
+
+    def full_disk_open(path, mode="r", *args, **kwargs):
+        if "w" in mode and os.path.basename(str(path)).startswith(".tmp-part-"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    bpd.open = full_disk_open  # the builder module's own `open`, the one its writes go through
     try:
-        bpd._write_files(str(out), [("train-00000-of-00001.tfrecord", {features.INPUT_WORD_IDS: np.ones([3, 4], np.int64)})],
-                         {"num_examples": 3})
+        bpd.build_pretraining_data(str(tmp / "in.txt"), _spm(tmp), str(out), seq_len=32, workers=1)
     finally:
-        tf.io.TFRecordWriter = original
+        del bpd.open
 
 
 def label_outside_classes(tmp):
