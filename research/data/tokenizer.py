@@ -96,6 +96,12 @@ class Tokenizer:
         """Number of ids, special tokens included."""
         return self._sp.get_piece_size()
 
+    pad_id = property(lambda self: PAD_ID, doc="Id of [PAD] (int).")
+    unk_id = property(lambda self: UNK_ID, doc="Id of [UNK] (int).")
+    cls_id = property(lambda self: CLS_ID, doc="Id of [CLS] (int).")
+    sep_id = property(lambda self: SEP_ID, doc="Id of [SEP] (int).")
+    mask_id = property(lambda self: MASK_ID, doc="Id of [MASK] (int).")
+
     def encode(self, text):
         """Returns the ids (list[int]) of `text`, without special tokens."""
         return self._sp.encode(text)

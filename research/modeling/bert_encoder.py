@@ -11,6 +11,10 @@ from research.modeling import layers
 class BertEncoder(keras.Model):
     """A BERT encoder: embeddings, `num_layers` transformer blocks, and a [CLS] pooler.
 
+    `activation` is the feed-forward activation: 'gelu' (exact, erf), 'gelu_tanh' (the tanh
+    approximation of google-research/bert and Model Garden) or any Keras activation; `layer_norm_epsilon`
+    is that of every layer normalization (BERT's 1e-12 by default).
+
     Inputs: a dict of `input_word_ids`, `input_mask` (1 real, 0 padding) and `input_type_ids`, each
     int32 [batch, seq_len] with seq_len <= max_sequence_length (a list or tuple in that order also works).
 
@@ -30,7 +34,7 @@ class BertEncoder(keras.Model):
 
     def __init__(self, vocab_size, hidden_size=768, num_layers=12, num_attention_heads=12, intermediate_size=3072,
                  max_sequence_length=512, type_vocab_size=2, hidden_dropout_rate=0.1, attention_dropout_rate=0.1,
-                 activation="gelu", initializer=None, **kwargs):
+                 activation="gelu", initializer=None, layer_norm_epsilon=layers.LAYER_NORM_EPSILON, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
@@ -43,14 +47,17 @@ class BertEncoder(keras.Model):
         self.attention_dropout_rate = attention_dropout_rate
         self.activation = layers.get_activation(activation)
         self.initializer = layers.default_initializer(initializer)
+        self.layer_norm_epsilon = layers.check_layer_norm_epsilon(layer_norm_epsilon)
         policy = self.dtype_policy
         self.embeddings = layers.BertEmbeddings(
             vocab_size, hidden_size, max_sequence_length, type_vocab_size, hidden_dropout_rate,
-            layers.clone_initializer(self.initializer), dtype=policy, name="embeddings")
+            layers.clone_initializer(self.initializer), layer_norm_epsilon=self.layer_norm_epsilon, dtype=policy,
+            name="embeddings")
         self.transformer_layers = [
             layers.TransformerBlock(hidden_size, num_attention_heads, intermediate_size, hidden_dropout_rate,
                                     attention_dropout_rate, self.activation,
-                                    layers.clone_initializer(self.initializer), dtype=policy,
+                                    layers.clone_initializer(self.initializer),
+                                    layer_norm_epsilon=self.layer_norm_epsilon, dtype=policy,
                                     name=f"transformer_layer_{i}")
             for i in range(num_layers)]
         # tf.train.Checkpoint does not see into Keras' tracked lists: one attribute per block makes each
@@ -114,7 +121,8 @@ class BertEncoder(keras.Model):
                       hidden_dropout_rate=self.hidden_dropout_rate,
                       attention_dropout_rate=self.attention_dropout_rate,
                       activation=keras.activations.serialize(self.activation),
-                      initializer=keras.initializers.serialize(self.initializer))
+                      initializer=keras.initializers.serialize(self.initializer),
+                      layer_norm_epsilon=self.layer_norm_epsilon)
         return config
 
     @classmethod

@@ -32,7 +32,7 @@ class BertPretrainer(keras.Model):
     Args:
       encoder: a BertEncoder (or any network with the same inputs, outputs and `get_embedding_table()`).
       mlm_head: a MaskedLMHead; None builds one tied to the encoder's embedding table, with the
-        encoder's activation and initializer.
+        encoder's activation, initializer and layer-norm epsilon.
       classification_heads: layers applied to `sequence_output` (e.g.
         `ClassificationHead(num_classes=2, name='next_sentence')`), their outputs keyed by layer name.
       masked_positions_only: run the encoder's last layer only at the masked positions (its
@@ -61,7 +61,9 @@ class BertPretrainer(keras.Model):
         self.masked_positions_only = masked_positions_only
         if mlm_head is None:
             mlm_head = MaskedLMHead(encoder.get_embedding_table(), activation=getattr(encoder, "activation", "gelu"),
-                                    initializer=getattr(encoder, "initializer", None), name="masked_lm")
+                                    initializer=getattr(encoder, "initializer", None),
+                                    layer_norm_epsilon=getattr(encoder, "layer_norm_epsilon", layers.LAYER_NORM_EPSILON),
+                                    name="masked_lm")
         self.masked_lm = mlm_head
         self.classification_heads = list(classification_heads or [])
         names = [head.name for head in self.classification_heads]

@@ -14,7 +14,7 @@ import tensorflow as tf
 from research.core import base_task
 from research.core.config_definitions import require
 from research.data import classification_input, features
-from research.data import tokenizer as tokenizer_lib
+from research.data import tokenizer_loader
 from research.tasks import checkpoint_init
 
 SPLITS = ("all", "train", "validation")
@@ -26,7 +26,10 @@ class ClassificationDataConfig:
 
     Attributes:
       input_path: the TSV file.
-      spm_model: the sentencepiece model that tokenizes it (the pretrained encoder's vocabulary).
+      spm_model: the sentencepiece model that tokenizes it (the pretrained encoder's vocabulary), or
+      vocab_file: a WordPiece `vocab.txt` instead (an imported BERT's; see research.interop); exactly
+        one of the two.
+      lower_case: with vocab_file, lower-case and strip accents first ('uncased' models).
       global_batch_size: examples per step over all replicas.
       seq_len: the most tokens per example, [CLS] and [SEP]s included.
       is_training: shuffle and repeat (training) or one ordered pass (evaluation).
@@ -38,6 +41,8 @@ class ClassificationDataConfig:
     """
     input_path: str = ""
     spm_model: str = ""
+    vocab_file: str = ""
+    lower_case: bool = True
     global_batch_size: int = 32
     seq_len: int = 128
     is_training: bool = True
@@ -49,8 +54,12 @@ class ClassificationDataConfig:
 
     def __post_init__(self):
         require(bool(self.input_path), "ClassificationDataConfig.input_path is empty: bind it to a TSV file")
-        require(bool(self.spm_model), "ClassificationDataConfig.spm_model is empty: bind it to the encoder's "
-                                       "sentencepiece model")
+        require(bool(self.spm_model) != bool(self.vocab_file),
+                "ClassificationDataConfig needs exactly one tokenizer: spm_model (the encoder's sentencepiece "
+                f"model) or vocab_file (its WordPiece vocab.txt), got spm_model={self.spm_model!r}, "
+                f"vocab_file={self.vocab_file!r}")
+        require(isinstance(self.lower_case, bool),
+                f"ClassificationDataConfig.lower_case must be True or False, got {self.lower_case!r}")
         require(self.split in SPLITS, f"ClassificationDataConfig.split must be one of {SPLITS}, got {self.split!r}")
         for name in ("global_batch_size", "seq_len"):
             value = getattr(self, name)
@@ -112,7 +121,8 @@ class SentencePredictionTask(base_task.Task):
             train, validation = classification_input.split_examples(examples, params.validation_fraction, params.seed)
             examples = train if params.split == "train" else validation
         return classification_input.build_dataset(
-            examples, tokenizer_lib.Tokenizer(params.spm_model), seq_len=params.seq_len,
+            examples, tokenizer_loader.load_tokenizer(params.spm_model, params.vocab_file, params.lower_case),
+            seq_len=params.seq_len,
             batch_size=params.global_batch_size, is_training=params.is_training, pad_to=params.pad_to,
             bucket_boundaries=params.bucket_boundaries, label_type=label_type, seed=params.seed,
             input_context=input_context)
