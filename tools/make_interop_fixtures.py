@@ -15,8 +15,8 @@ It runs in three environments, one stage each, in this order (WORK is a scratch 
   python tools/make_interop_fixtures.py --stage=tf1 --work_dir=WORK          (any TensorFlow 2)
       google-research/bert's TF1 checkpoint (bert_config.json, bert_model.ckpt.*, vocab.txt).
   python tools/make_interop_fixtures.py --stage=model_garden --work_dir=WORK  (tf-models-official)
-      Model Garden's BertEncoderV2 + MaskedLM, saved as tf.train.Checkpoint(encoder=, masked_lm=),
-      checked against the expected outputs in that environment.
+      Model Garden's BertEncoderV2 + MaskedLM, saved as tf.train.Checkpoint(encoder=, masked_lm=), and its
+      older functional BertEncoder alone, checked against the expected outputs in that environment.
 
 Outputs go to tests/fixtures/interop/ (override with --output_dir).
 """
@@ -242,24 +242,33 @@ def stage_tf1(args):
     write_vocab(directory, TINY_VOCAB)
 
 
-def stage_model_garden(args):
-    """Model Garden's BertEncoderV2 and MaskedLM holding the tf_source weights, checked against the
-    expected outputs, saved as tf.train.Checkpoint(encoder=..., masked_lm=...)."""
+def _model_garden_encoder(functional):
+    """Model Garden's BertEncoderV2 (functional=False) or the older functional BertEncoder, with the
+    tf_source weights and GELU's tanh approximation; returns (encoder, masked_lm, feed, positions)."""
     import tensorflow as tf
     from official.nlp.modeling import layers, networks
-    w = tf_source_weights(args.work_dir)
     s = TINY_SIZES
-    heads, head_size = s["num_attention_heads"], s["hidden_size"] // s["num_attention_heads"]
-    encoder = networks.BertEncoderV2(
-        vocab_size=s["vocab_size"], hidden_size=s["hidden_size"], num_layers=s["num_hidden_layers"],
-        num_attention_heads=heads, max_sequence_length=s["max_position_embeddings"],
-        type_vocab_size=s["type_vocab_size"], inner_dim=s["intermediate_size"])
+    gelu_tanh = lambda x: tf.keras.activations.gelu(x, approximate=True)  # noqa: E731
+    common = dict(vocab_size=s["vocab_size"], hidden_size=s["hidden_size"], num_layers=s["num_hidden_layers"],
+                  num_attention_heads=s["num_attention_heads"], max_sequence_length=s["max_position_embeddings"],
+                  type_vocab_size=s["type_vocab_size"])
+    if functional:
+        encoder = networks.BertEncoder(intermediate_size=s["intermediate_size"], activation=gelu_tanh, dict_outputs=True,
+                                       **common)
+    else:
+        encoder = networks.BertEncoderV2(inner_dim=s["intermediate_size"], inner_activation=gelu_tanh, **common)
     feed = {k: tf.constant(v, tf.int32) for k, v in inputs().items()}
     encoder(feed)
-    mlm = layers.MaskedLM(embedding_table=encoder.get_embedding_table(),
-                          activation=lambda x: tf.keras.activations.gelu(x, approximate=True))
+    mlm = layers.MaskedLM(embedding_table=encoder.get_embedding_table(), activation=gelu_tanh)
     positions = tf.tile(tf.range(10)[None], [2, 1])
     mlm(encoder(feed)["sequence_output"], positions)
+    return encoder, mlm, feed, positions
+
+
+def _assign_model_garden(encoder, mlm, w):
+    """Copies the tf_source weights `w` (HF names) into Model Garden's layers (both encoder classes)."""
+    s = TINY_SIZES
+    heads, head_size = s["num_attention_heads"], s["hidden_size"] // s["num_attention_heads"]
     t = lambda name: w[name].T  # noqa: E731
     encoder._embedding_layer.embeddings.assign(w["embeddings.word_embeddings.weight"])
     encoder._position_embedding_layer._position_embeddings.assign(w["embeddings.position_embeddings.weight"])
@@ -290,20 +299,37 @@ def stage_model_garden(args):
     mlm.layer_norm.gamma.assign(w["cls.predictions.transform.LayerNorm.weight"])
     mlm.layer_norm.beta.assign(w["cls.predictions.transform.LayerNorm.bias"])
     mlm.bias.assign(w["cls.predictions.bias"])
+
+
+def stage_model_garden(args):
+    """Model Garden encoders holding the tf_source weights, checked against the expected outputs:
+    model_garden_bert: BertEncoderV2 + MaskedLM as tf.train.Checkpoint(encoder=, masked_lm=), bert_config.json;
+    model_garden_bert_v1: the functional BertEncoder alone, without bert_config.json (sizes from the shapes)."""
+    import tensorflow as tf
+    w = tf_source_weights(args.work_dir)
     expected = np.load(os.path.join(args.output_dir, "model_garden_bert", "expected_outputs.npz"))
-    outputs = encoder(feed)
-    logits = mlm(outputs["sequence_output"], positions)
-    for name, value in [("sequence_output", outputs["sequence_output"]), ("pooled_output", outputs["pooled_output"]),
-                        ("mlm_logits", logits)]:
-        difference = np.abs(np.asarray(value) - expected[name])
-        mask = np.asarray(inputs()["input_mask"], bool) if name != "pooled_output" else np.ones(2, bool)
-        print(f"Model Garden vs transformers, {name}: max |difference| {difference[mask].max():.2e}")
-        assert difference[mask].max() < 1e-5, name
-    directory = os.path.join(args.output_dir, "model_garden_bert")
-    tf.train.Checkpoint(encoder=encoder, masked_lm=mlm).write(os.path.join(directory, "bert_model.ckpt"))
-    with open(os.path.join(directory, "bert_config.json"), "w") as f:
-        json.dump(bert_config_json(), f, indent=2)
-    write_vocab(directory, TINY_VOCAB)
+    for name, functional in (("model_garden_bert", False), ("model_garden_bert_v1", True)):
+        encoder, mlm, feed, positions = _model_garden_encoder(functional)
+        _assign_model_garden(encoder, mlm, w)
+        outputs = encoder(feed)
+        logits = mlm(outputs["sequence_output"], positions)
+        for output, value in [("sequence_output", outputs["sequence_output"]),
+                              ("pooled_output", outputs["pooled_output"]), ("mlm_logits", logits)]:
+            difference = np.abs(np.asarray(value) - expected[output])
+            mask = np.asarray(inputs()["input_mask"], bool) if output != "pooled_output" else np.ones(2, bool)
+            print(f"{name} vs transformers, {output}: max |difference| {difference[mask].max():.2e}")
+            assert difference[mask].max() < 1e-5, output
+        directory = os.path.join(args.output_dir, name)
+        os.makedirs(directory, exist_ok=True)
+        write_vocab(directory, TINY_VOCAB)
+        if functional:
+            tf.train.Checkpoint(encoder=encoder).write(os.path.join(directory, "bert_model.ckpt"))
+            np.savez_compressed(os.path.join(directory, "expected_outputs.npz"),
+                                **{k: v for k, v in expected.items() if k != "mlm_logits"})
+        else:
+            tf.train.Checkpoint(encoder=encoder, masked_lm=mlm).write(os.path.join(directory, "bert_model.ckpt"))
+            with open(os.path.join(directory, "bert_config.json"), "w") as f:
+                json.dump(bert_config_json(), f, indent=2)
 
 
 def main():

@@ -44,7 +44,7 @@ class _Layout:
     def __init__(self, names, source):
         v2 = [name[:-len(_V2_MARKER)] for name in names if name.endswith(_V2_MARKER)]
         if v2:
-            self.root, self.v2, self.num_layers = v2[0], True, None
+            self.root, self.v2 = v2[0], True
             blocks = {int(m.group(1)) for m in (re.match(re.escape(self.root) + r"_transformer_layers/(\d+)/", n)
                                                 for n in names) if m}
             self.num_layers = len(blocks)
@@ -54,7 +54,7 @@ class _Layout:
             raise CheckpointImportError(f"{source}: no Model Garden BERT encoder variables (looked for "
                                         f"'*/{_V2_MARKER}' and '*/layer_with_weights-N/_attention_layer/...')")
         self.root = _V1_BLOCK.match(next(n for n in names if _V1_BLOCK.match(n))).group(1)
-        self.v2, self.num_layers, self.first_block = False, len(blocks), blocks[0]
+        self.v2, self.num_layers = False, len(blocks)
         if blocks != list(range(4, 4 + len(blocks))):
             raise CheckpointImportError(f"{source}: functional BertEncoder layers at layer_with_weights-{blocks}, "
                                         "expected 4, 5, ... (an embedding projection or other extras are not supported)")

@@ -24,6 +24,8 @@ SOURCES = {
     "hf_minilm_cased": ("hf", "gelu_tanh", 1e-7, False, False),
     "tf1_bert": ("tf1", "gelu_tanh", 1e-12, True, True),
     "model_garden_bert": ("model_garden", "gelu_tanh", 1e-12, True, True),
+    # The older functional BertEncoder, no head, no bert_config.json: sizes from the tensors' shapes.
+    "model_garden_bert_v1": ("model_garden", "gelu_tanh", 1e-12, True, False),
 }
 TOLERANCE = 1e-5  # float32, absolute
 
