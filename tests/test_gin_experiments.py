@@ -113,3 +113,17 @@ def test_changing_train_steps_alone_keeps_the_demo_schedule_valid():
 def test_the_demo_runs_are_seeded_by_default(experiment):
     main.parse_gin([experiment], [])
     assert str(gin.query_parameter("launch.launch.seed")) == "%SEED" and gin.query_parameter("%SEED") == 0
+
+
+def test_finetune_pretrained_builds_with_an_imported_model_gin(tmp_path):
+    """The experiment, then the model.gin that the importer wrote (a tiny Hugging Face fixture): the imported
+    sizes, vocabulary and WordPiece tokenizer replace the MiniLM defaults."""
+    from research.interop import import_checkpoint
+    imported = import_checkpoint.import_checkpoint("tests/fixtures/interop/hf_bert_uncased", str(tmp_path / "imported"))
+    main.parse_gin(["gin/experiments/finetune_pretrained.gin", imported["gin_file"]],
+                   [f"MODEL_DIR = '{tmp_path}/run'", "GLOBAL_BATCH_SIZE = 4", "EVAL_BATCH_SIZE = 4",
+                    "SEQ_LEN = 32"])  # the fixture has 32 positions
+    assert gin.query_parameter("%INIT_CHECKPOINT") == imported["checkpoint"]
+    result = gin.get_configurable(launch.launch)(dry_run=True)
+    assert result.model.network.get_embedding_table().shape == (64, 16)
+    assert result.model.network.num_layers == 2

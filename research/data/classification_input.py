@@ -9,7 +9,7 @@ A text too long for `seq_len` loses tokens from its end; for a pair, the longer 
 token at a time (b on ties) until the pair fits.
 
 Each batch is a dict (see `research.data.features`):
-  input_word_ids  int32 [batch, L]  padded with PAD_ID (0)
+  input_word_ids  int32 [batch, L]  padded with the tokenizer's pad_id
   input_mask      int32 [batch, L]  1 for real tokens, 0 for padding
   input_type_ids  int32 [batch, L]
   label           int32 [batch], or float32 [batch] with label_type='float' (regression)
@@ -24,7 +24,6 @@ import numpy as np
 import tensorflow as tf
 
 from research.data import features, input_sharding
-from research.data.tokenizer import CLS_ID, PAD_ID, SEP_ID
 
 LABEL_TYPES = {"int": (int, tf.int32), "float": (float, tf.float32)}
 PAD_TO = ("max", "batch")
@@ -122,11 +121,12 @@ def truncate_pair(tokens_a, tokens_b, max_tokens):
 
 
 def encode_examples(examples, tokenizer, seq_len):
-    """Tokenizes and lays out `examples` (see the module docstring).
+    """Tokenizes and lays out `examples` (see the module docstring) with the tokenizer's `cls_id`,
+    `sep_id` and `pad_id`.
 
     Returns:
-      (input_word_ids, input_type_ids, lengths): int32 [num_examples, seq_len] twice, padded with 0,
-      and int32 [num_examples], the number of real tokens of each example.
+      (input_word_ids, input_type_ids, lengths): int32 [num_examples, seq_len] twice, padded with pad_id
+      and 0, and int32 [num_examples], the number of real tokens of each example.
     """
     min_len = 3 if all(e.text_b is None for e in examples) else 5
     if seq_len < min_len:
@@ -135,15 +135,16 @@ def encode_examples(examples, tokenizer, seq_len):
     encode = getattr(tokenizer, "encode_batch", None) or (lambda texts: [tokenizer.encode(t) for t in texts])
     tokens_a = encode([e.text_a for e in examples])
     tokens_b = encode([e.text_b or "" for e in examples])
-    word_ids = np.full((len(examples), seq_len), PAD_ID, dtype=np.int32)
+    cls_id, sep_id = tokenizer.cls_id, tokenizer.sep_id
+    word_ids = np.full((len(examples), seq_len), tokenizer.pad_id, dtype=np.int32)
     type_ids = np.zeros((len(examples), seq_len), dtype=np.int32)
     lengths = np.zeros(len(examples), dtype=np.int32)
     for i, (example, a, b) in enumerate(zip(examples, tokens_a, tokens_b)):
         if example.text_b is None:
-            ids, num_a = [CLS_ID, *a[:seq_len - 2], SEP_ID], None
+            ids, num_a = [cls_id, *a[:seq_len - 2], sep_id], None
         else:
             a, b = truncate_pair(a, b, seq_len - 3)
-            ids, num_a = [CLS_ID, *a, SEP_ID, *b, SEP_ID], len(a) + 2
+            ids, num_a = [cls_id, *a, sep_id, *b, sep_id], len(a) + 2
         word_ids[i, :len(ids)] = ids
         if num_a is not None:
             type_ids[i, num_a:len(ids)] = 1
@@ -158,7 +159,8 @@ def build_dataset(examples, tokenizer, *, seq_len=128, batch_size=32, is_trainin
 
     Args:
       examples: a non-empty list of `Example`s, e.g. from `read_examples` or `split_examples`.
-      tokenizer: a `research.data.tokenizer.Tokenizer` (anything with `encode(text) -> list[int]`).
+      tokenizer: a `research.data.tokenizer.Tokenizer` or `research.data.wordpiece.WordPieceTokenizer`
+        (anything with `encode(text) -> list[int]` and the ids `cls_id`, `sep_id`, `pad_id`).
       seq_len: the most tokens an example holds, [CLS] and [SEP]s included.
       batch_size: the global batch size; with `input_context`, each pipeline batches its replica's share.
       is_training: shuffle (seeded by `seed`, reshuffled each epoch), repeat forever and drop the last
@@ -202,7 +204,8 @@ def build_dataset(examples, tokenizer, *, seq_len=128, batch_size=32, is_trainin
     else:
         dataset = dataset.batch(batch_size, drop_remainder=is_training)
     finish = _trim_to_longest if pad_to == "batch" else (lambda batch: batch)
-    dataset = dataset.map(lambda batch: _add_mask(finish(batch)), num_parallel_calls=tf.data.AUTOTUNE)
+    pad_id = tokenizer.pad_id
+    dataset = dataset.map(lambda batch: _add_mask(finish(batch), pad_id), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -237,9 +240,9 @@ def _trim_to_longest(batch):
     return batch
 
 
-def _add_mask(batch):
-    """Drops the internal length and adds input_mask int32 [batch, L], 1 where input_word_ids != PAD."""
+def _add_mask(batch, pad_id):
+    """Drops the internal length and adds input_mask int32 [batch, L], 1 where input_word_ids != pad_id."""
     batch = {name: value for name, value in batch.items() if name != _LENGTH}
     batch[features.INPUT_MASK] = tf.cast(
-        tf.not_equal(batch[features.INPUT_WORD_IDS], PAD_ID), tf.int32)
+        tf.not_equal(batch[features.INPUT_WORD_IDS], pad_id), tf.int32)
     return batch

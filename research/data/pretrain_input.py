@@ -21,7 +21,12 @@ DEFAULT_SPECIAL_TOKEN_IDS = (tokenizer.PAD_ID, tokenizer.UNK_ID, tokenizer.CLS_I
 
 @dataclasses.dataclass(frozen=True)
 class MaskingConfig:
-    """How `mask_tokens` masks each batch (see research/ops/mask_tokens.py)."""
+    """How `mask_tokens` masks each batch (see research/ops/mask_tokens.py).
+
+    The ids default to the sentencepiece tokenizer's ([PAD]=0 ... [MASK]=4); `for_tokenizer` takes them
+    from any tokenizer (a WordPiece vocabulary puts them elsewhere). `pad_token_id` marks padding
+    (input_mask 0); `special_token_ids` are never masked.
+    """
     vocab_size: int
     max_predictions_per_seq: int = 20
     mask_token_id: int = tokenizer.MASK_ID
@@ -30,6 +35,16 @@ class MaskingConfig:
     mask_prob: float = 0.8
     random_prob: float = 0.1
     backend: str = "auto"
+    pad_token_id: int = tokenizer.PAD_ID
+
+    @classmethod
+    def for_tokenizer(cls, text_tokenizer, **kwargs):
+        """A MaskingConfig with the special ids of `text_tokenizer` (its `pad_id`, `unk_id`, `cls_id`,
+        `sep_id`, `mask_id`); `vocab_size` defaults to the tokenizer's; `kwargs` set the other fields."""
+        kwargs.setdefault("vocab_size", text_tokenizer.vocab_size)
+        return cls(mask_token_id=text_tokenizer.mask_id, pad_token_id=text_tokenizer.pad_id,
+                   special_token_ids=(text_tokenizer.pad_id, text_tokenizer.unk_id, text_tokenizer.cls_id,
+                                      text_tokenizer.sep_id), **kwargs)
 
 
 def list_shards(file_pattern: str) -> list[str]:
@@ -122,7 +137,8 @@ def pretrain_dataset(file_pattern: str, *, batch_size: int, seq_len: int, maskin
     if is_training:
         dataset = dataset.shuffle(shuffle_buffer_size, seed=seed)
     dataset = dataset.batch(batch_size, drop_remainder=is_training)
-    dataset = dataset.map(_record_parser(seq_len, use_next_sentence_label), num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(_record_parser(seq_len, use_next_sentence_label, masking.pad_token_id),
+                          num_parallel_calls=tf.data.AUTOTUNE)
     table = None if word_start_table is None else tf.constant(word_start_table, tf.bool)
     dataset = dataset.enumerate().map(_batch_masker(masking, seed, table), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
@@ -153,7 +169,7 @@ def _check_first_record(path, seq_len, use_next_sentence_label):
                                  f"{len(feature.int64_list.value)} int64 values, expected {expected} (seq_len)")
 
 
-def _record_parser(seq_len, use_next_sentence_label):
+def _record_parser(seq_len, use_next_sentence_label, pad_id):
     spec = {features.INPUT_WORD_IDS: tf.io.FixedLenFeature([seq_len], tf.int64),
             features.INPUT_TYPE_IDS: tf.io.FixedLenFeature([seq_len], tf.int64)}
     if use_next_sentence_label:
@@ -163,7 +179,7 @@ def _record_parser(seq_len, use_next_sentence_label):
         parsed = {name: tf.cast(value, tf.int32) for name, value in tf.io.parse_example(serialized, spec).items()}
         if use_next_sentence_label:
             parsed[features.NEXT_SENTENCE_LABELS] = parsed[features.NEXT_SENTENCE_LABELS][:, 0]
-        parsed[features.INPUT_MASK] = tf.cast(parsed[features.INPUT_WORD_IDS] != tokenizer.PAD_ID, tf.int32)
+        parsed[features.INPUT_MASK] = tf.cast(parsed[features.INPUT_WORD_IDS] != pad_id, tf.int32)
         return parsed
 
     return parse

@@ -26,9 +26,11 @@ class BertEncoder(keras.Model):
     The constructor is Model Garden's `BertEncoder` / `BertEncoderV2` (same keywords, same meaning):
       vocab_size, hidden_size, num_layers, num_attention_heads, max_sequence_length, type_vocab_size
       (16 by default, as Model Garden's), inner_dim (FFN width), inner_activation ('gelu' is exact GELU on
-      `research.ops.gelu`), output_dropout, attention_dropout, initializer (TruncatedNormal(0.02) when
+      `research.ops.gelu`; 'gelu_tanh' the tanh approximation of google-research/bert and Model Garden),
+      output_dropout, attention_dropout, initializer (TruncatedNormal(0.02) when
       None), output_range, embedding_width, embedding_layer, norm_first, dict_outputs,
-      return_all_encoder_outputs, return_attention_scores, return_word_embeddings.
+      return_all_encoder_outputs, return_attention_scores, return_word_embeddings; and
+      layer_norm_epsilon, that of every layer normalization (BERT's 1e-12 by default).
     Our earlier names stay accepted: intermediate_size, activation, hidden_dropout_rate, attention_dropout_rate.
 
     Inputs: a dict of `input_word_ids`, `input_mask` (1 real, 0 padding) and `input_type_ids`, each
@@ -60,7 +62,8 @@ class BertEncoder(keras.Model):
                  type_vocab_size=16, inner_dim=3072, inner_activation="gelu", output_dropout=0.1,
                  attention_dropout=0.1, initializer=None, output_range=None, embedding_width=None,
                  embedding_layer=None, norm_first=False, dict_outputs=True, return_all_encoder_outputs=False,
-                 return_attention_scores=False, return_word_embeddings=False, **kwargs):
+                 return_attention_scores=False, return_word_embeddings=False,
+                 layer_norm_epsilon=layers.LAYER_NORM_EPSILON, **kwargs):
         for ours, theirs in _ALIASES.items():
             if ours in kwargs:
                 value = kwargs.pop(ours)
@@ -94,11 +97,12 @@ class BertEncoder(keras.Model):
         self.return_attention_scores = bool(return_attention_scores)
         self.return_word_embeddings = bool(return_word_embeddings)
         self._embedding_layer_config = embedding_layer
+        self.layer_norm_epsilon = layers.check_layer_norm_epsilon(layer_norm_epsilon)
         policy = self.dtype_policy
         self.embeddings = layers.BertEmbeddings(
             vocab_size, self.embedding_width, max_sequence_length, type_vocab_size, output_dropout,
-            layers.clone_initializer(self.initializer), embedding_layer=embedding_layer, dtype=policy,
-            name="embeddings")
+            layers.clone_initializer(self.initializer), embedding_layer=embedding_layer,
+            layer_norm_epsilon=self.layer_norm_epsilon, dtype=policy, name="embeddings")
         if self.embedding_width != hidden_size:
             self._embedding_projection = keras.layers.Dense(
                 hidden_size, kernel_initializer=layers.clone_initializer(self.initializer), dtype=policy,
@@ -106,7 +110,8 @@ class BertEncoder(keras.Model):
         self.transformer_layers = [
             layers.TransformerBlock(hidden_size, num_attention_heads, inner_dim, output_dropout, attention_dropout,
                                     self.activation, layers.clone_initializer(self.initializer),
-                                    norm_first=self.norm_first, dtype=policy, name=f"transformer_layer_{i}")
+                                    norm_first=self.norm_first, layer_norm_epsilon=self.layer_norm_epsilon,
+                                    dtype=policy, name=f"transformer_layer_{i}")
             for i in range(num_layers)]
         # tf.train.Checkpoint does not see into Keras' tracked lists: one attribute per block makes each
         # a checkpoint dependency (the .keras format saves each block once either way).
@@ -222,7 +227,8 @@ class BertEncoder(keras.Model):
                       norm_first=self.norm_first, dict_outputs=self.dict_outputs,
                       return_all_encoder_outputs=self.return_all_encoder_outputs,
                       return_attention_scores=self.return_attention_scores,
-                      return_word_embeddings=self.return_word_embeddings)
+                      return_word_embeddings=self.return_word_embeddings,
+                      layer_norm_epsilon=self.layer_norm_epsilon)
         return config
 
     @classmethod

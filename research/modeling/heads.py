@@ -37,6 +37,7 @@ class MaskedLMHead(keras.layers.Layer):
       embedding_table: the encoder's word-embedding variable, float32 [vocab_size, hidden].
       activation: activation of the transform.
       initializer: initializer of the transform's dense kernel (None: TruncatedNormal(stddev=0.02)).
+      layer_norm_epsilon: epsilon of the transform's layer normalization.
       backend: 'auto', 'native' or 'reference', passed to the ops.
       input_width: the width of the sequence output it reads, when the table is narrower (an encoder with
         Model Garden's `embedding_width`); None: the table's width.
@@ -45,7 +46,8 @@ class MaskedLMHead(keras.layers.Layer):
     `embedding_table=`; BertPretrainer's config rebuilds its head from the encoder.
     """
 
-    def __init__(self, embedding_table, activation="gelu", initializer=None, backend="auto", input_width=None, **kwargs):
+    def __init__(self, embedding_table, activation="gelu", initializer=None, backend="auto", input_width=None,
+                 layer_norm_epsilon=layers.LAYER_NORM_EPSILON, **kwargs):
         # autocast=False: Keras would otherwise cast every float argument to the compute dtype, and
         # masked_lm_weights must stay float32. (The sublayers still autocast their own inputs.)
         kwargs.pop("autocast", None)
@@ -57,14 +59,15 @@ class MaskedLMHead(keras.layers.Layer):
         self.input_width = int(input_width or self.hidden_size)
         self.activation = layers.get_activation(activation)
         self.initializer = layers.default_initializer(initializer)
+        self.layer_norm_epsilon = layers.check_layer_norm_epsilon(layer_norm_epsilon)
         self.backend = backend
         # Layers holding native kernels cannot be compiled by XLA (TRAPS.md: Kernels in graphs).
         self.supports_jit = backend == "reference"
         self.dense = keras.layers.Dense(self.hidden_size, activation=self.activation,
                                         kernel_initializer=layers.clone_initializer(self.initializer),
                                         dtype=self.dtype_policy, name="transform")
-        self.layer_norm = layers.LayerNormalization(epsilon=1e-12, dtype=self.dtype_policy,
-                                                          name="transform_layer_norm")
+        self.layer_norm = layers.LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy,
+                                                    name="transform_layer_norm")
         self.build(None)
 
     def build(self, input_shape=None):
@@ -135,7 +138,7 @@ class MaskedLMHead(keras.layers.Layer):
         config.pop("autocast", None)
         config.update(activation=keras.activations.serialize(self.activation),
                       initializer=keras.initializers.serialize(self.initializer), backend=self.backend,
-                      input_width=self.input_width)
+                      input_width=self.input_width, layer_norm_epsilon=self.layer_norm_epsilon)
         return config
 
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from research import ops
 
-_LAYER_NORM_EPSILON = 1e-12
+LAYER_NORM_EPSILON = 1e-12  # BERT's (google-research/bert, Hugging Face, Model Garden)
 
 
 def default_initializer(initializer=None):
@@ -26,12 +26,28 @@ def clone_initializer(initializer):
     return initializer.__class__.from_config(initializer.get_config())
 
 
+@keras.saving.register_keras_serializable(package="research")
+def gelu_tanh(x):
+    """GELU's tanh approximation, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): the activation of
+    google-research/bert's and Model Garden's BERT, and Hugging Face's 'gelu_new'."""
+    return keras.activations.gelu(x, approximate=True)
+
+
 def get_activation(identifier):
     """`keras.activations.get`, except that 'gelu' is exact GELU on `research.ops.gelu` (a one-pass kernel
-    each way, same values as Keras' exact gelu to float32 round-off)."""
+    each way, same values as Keras' exact gelu to float32 round-off) and 'gelu_tanh' is `gelu_tanh`."""
     if identifier == "gelu":
         return ops.gelu
+    if identifier in ("gelu_tanh", "research>gelu_tanh"):
+        return gelu_tanh
     return keras.activations.get(identifier)
+
+
+def check_layer_norm_epsilon(epsilon):
+    """Returns `epsilon` as a float; ValueError naming it unless it is a number > 0."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
+        raise ValueError(f"layer_norm_epsilon must be a number > 0, got {epsilon!r}")
+    return float(epsilon)
 
 
 @tf.function(experimental_attributes={"_noinline": True})
@@ -180,13 +196,14 @@ class BertEmbeddings(keras.layers.Layer):
     """
 
     def __init__(self, vocab_size, hidden_size, max_sequence_length, type_vocab_size, dropout_rate=0.1,
-                 initializer=None, embedding_layer=None, **kwargs):
+                 initializer=None, embedding_layer=None, layer_norm_epsilon=LAYER_NORM_EPSILON, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.max_sequence_length = max_sequence_length
         self.type_vocab_size = type_vocab_size
         self.dropout_rate = dropout_rate
+        self.layer_norm_epsilon = check_layer_norm_epsilon(layer_norm_epsilon)
         self.initializer = default_initializer(initializer)
         self.word_embeddings = embedding_layer if embedding_layer is not None else keras.layers.Embedding(
             vocab_size, hidden_size, embeddings_initializer=clone_initializer(self.initializer),
@@ -195,7 +212,7 @@ class BertEmbeddings(keras.layers.Layer):
             type_vocab_size, hidden_size, embeddings_initializer=clone_initializer(self.initializer),
             dtype=self.dtype_policy, name="type_embeddings")
         self.layer_norm = LayerNormalization(
-            epsilon=_LAYER_NORM_EPSILON, dtype=self.dtype_policy, name="layer_norm")
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm")
         self.dropout = Dropout(dropout_rate, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
@@ -241,7 +258,8 @@ class BertEmbeddings(keras.layers.Layer):
         config = super().get_config()
         config.update(vocab_size=self.vocab_size, hidden_size=self.hidden_size,
                       max_sequence_length=self.max_sequence_length, type_vocab_size=self.type_vocab_size,
-                      dropout_rate=self.dropout_rate, initializer=keras.initializers.serialize(self.initializer))
+                      dropout_rate=self.dropout_rate, initializer=keras.initializers.serialize(self.initializer),
+                      layer_norm_epsilon=self.layer_norm_epsilon)
         return config
 
 
@@ -346,12 +364,14 @@ class TransformerBlock(keras.layers.Layer):
     """
 
     def __init__(self, hidden_size, num_heads, intermediate_size, hidden_dropout_rate=0.1,
-                 attention_dropout_rate=0.1, activation="gelu", initializer=None, norm_first=False, **kwargs):
+                 attention_dropout_rate=0.1, activation="gelu", initializer=None, norm_first=False,
+                 layer_norm_epsilon=LAYER_NORM_EPSILON, **kwargs):
         super().__init__(**kwargs)
         self.norm_first = bool(norm_first)
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.intermediate_size = intermediate_size
+        self.layer_norm_epsilon = check_layer_norm_epsilon(layer_norm_epsilon)
         self.hidden_dropout_rate = hidden_dropout_rate
         self.attention_dropout_rate = attention_dropout_rate
         self.activation = get_activation(activation)
@@ -360,16 +380,16 @@ class TransformerBlock(keras.layers.Layer):
         self.attention = SelfAttention(hidden_size, num_heads, attention_dropout_rate,
                                        clone_initializer(self.initializer), dtype=policy, name="attention")
         self.attention_dropout = Dropout(hidden_dropout_rate, dtype=policy)
-        self.attention_norm = LayerNormalization(epsilon=_LAYER_NORM_EPSILON, dtype=policy,
-                                                              name="attention_layer_norm")
+        self.attention_norm = LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=policy,
+                                                 name="attention_layer_norm")
         self.intermediate = Dense(intermediate_size, activation=self.activation, transposed_kernel_backward=True,
                                   kernel_initializer=clone_initializer(self.initializer), dtype=policy,
                                   name="intermediate")
         self.ffn_output = keras.layers.Dense(hidden_size, kernel_initializer=clone_initializer(self.initializer),
                                              dtype=policy, name="output")
         self.ffn_dropout = Dropout(hidden_dropout_rate, dtype=policy)
-        self.output_norm = LayerNormalization(epsilon=_LAYER_NORM_EPSILON, dtype=policy,
-                                                           name="output_layer_norm")
+        self.output_norm = LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=policy,
+                                              name="output_layer_norm")
 
     def build(self, input_shape=None):
         if self.built:
@@ -414,6 +434,7 @@ class TransformerBlock(keras.layers.Layer):
                       intermediate_size=self.intermediate_size, hidden_dropout_rate=self.hidden_dropout_rate,
                       attention_dropout_rate=self.attention_dropout_rate,
                       activation=keras.activations.serialize(self.activation),
-                      initializer=keras.initializers.serialize(self.initializer))
+                      initializer=keras.initializers.serialize(self.initializer),
+                      layer_norm_epsilon=self.layer_norm_epsilon)
         config.update(norm_first=self.norm_first)
         return config

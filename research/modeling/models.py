@@ -55,6 +55,8 @@ class BertPretrainer(keras.Model):
     Args:
       encoder_network: a BertEncoder (or any network with the same inputs and outputs and
         `get_embedding_table()`). `encoder=` is accepted too.
+      mlm_head: a MaskedLMHead; None builds one tied to the encoder's embedding table, with the
+        encoder's activation, initializer and layer-norm epsilon (or mlm_activation / mlm_initializer).
       mlm_activation: activation of the masked-LM transform; None: the encoder's (what Model Garden's
         MaskedLMTask passes).
       mlm_initializer: initializer of the transform; None: the encoder's.
@@ -111,6 +113,7 @@ class BertPretrainer(keras.Model):
                 encoder.get_embedding_table(),
                 activation=mlm_activation if mlm_activation is not None else getattr(encoder, "activation", "gelu"),
                 initializer=mlm_initializer if mlm_initializer is not None else getattr(encoder, "initializer", None),
+                layer_norm_epsilon=getattr(encoder, "layer_norm_epsilon", layers.LAYER_NORM_EPSILON),
                 input_width=getattr(encoder, "hidden_size", None), name="masked_lm")
         self.masked_lm = mlm_head
         self.classification_heads = list(classification_heads or [])

@@ -14,7 +14,7 @@ import tensorflow as tf
 from research.core import base_task
 from research.core.config_definitions import require
 from research.data import features, input_sharding, pretrain_input
-from research.data import tokenizer as tokenizer_lib
+from research.data import tokenizer_loader
 
 NEXT_SENTENCE_HEAD = "next_sentence"
 
@@ -33,8 +33,13 @@ class PretrainDataConfig:
       is_training: shuffle and repeat (training) or one ordered pass (evaluation).
       seed: shuffling and masking seed.
       use_next_sentence_label: the records carry next_sentence_labels.
-      whole_word_masking: mask whole words; needs `spm_model` for the word starts.
-      spm_model: the sentencepiece model of the records (for whole-word masking).
+      whole_word_masking: mask whole words; needs the tokenizer (`spm_model` or `vocab_file`) for the
+        word starts.
+      spm_model: the sentencepiece model of the records, or
+      vocab_file: the WordPiece vocab.txt of the records (at most one of the two). Given one, masking
+        takes the special ids ([PAD], [UNK], [CLS], [SEP], [MASK]) from it; given neither, they are the
+        sentencepiece tokenizer's fixed ids 0-4.
+      lower_case: with vocab_file, whether the tokenizer lower-cases.
       mask_rate, mask_prob, random_prob: see research.ops.mask_tokens.
       masking_backend: 'auto', 'native' or 'reference'.
       shuffle_buffer_size: records in the shuffle buffer.
@@ -52,6 +57,8 @@ class PretrainDataConfig:
     use_next_sentence_label: bool = False
     whole_word_masking: bool = False
     spm_model: str = ""
+    vocab_file: str = ""
+    lower_case: bool = True
     mask_rate: float = 0.15
     mask_prob: float = 0.8
     random_prob: float = 0.1
@@ -65,19 +72,32 @@ class PretrainDataConfig:
             require(isinstance(value, int) and value >= 1,
                      f"PretrainDataConfig.{name} must be an int >= 1, got {value!r}")
         input_sharding.check_policy(self.sharding, self.is_training, field="PretrainDataConfig.sharding")
-        require(not self.whole_word_masking or bool(self.spm_model),
-                 "PretrainDataConfig.whole_word_masking needs spm_model (the word starts come from its pieces)")
+        require(not (self.spm_model and self.vocab_file),
+                f"PretrainDataConfig takes one tokenizer, got both spm_model={self.spm_model!r} and "
+                f"vocab_file={self.vocab_file!r}")
+        require(not self.whole_word_masking or bool(self.spm_model or self.vocab_file),
+                 "PretrainDataConfig.whole_word_masking needs spm_model or vocab_file (the word starts come "
+                 "from its pieces)")
 
     @property
     def seq_length(self) -> int:
         """Model Garden's name of seq_len."""
         return self.seq_len
 
-    def masking(self) -> pretrain_input.MaskingConfig:
-        return pretrain_input.MaskingConfig(
-            vocab_size=self.vocab_size, max_predictions_per_seq=self.max_predictions_per_seq,
-            mask_rate=self.mask_rate, mask_prob=self.mask_prob, random_prob=self.random_prob,
-            backend=self.masking_backend)
+    def tokenizer(self):
+        """The records' tokenizer (sentencepiece or WordPiece), or None when neither path is set."""
+        if not (self.spm_model or self.vocab_file):
+            return None
+        return tokenizer_loader.load_tokenizer(self.spm_model, self.vocab_file, self.lower_case)
+
+    def masking(self, text_tokenizer=None) -> pretrain_input.MaskingConfig:
+        """The masking configuration, with the special ids of `text_tokenizer` when given."""
+        kwargs = dict(vocab_size=self.vocab_size, max_predictions_per_seq=self.max_predictions_per_seq,
+                      mask_rate=self.mask_rate, mask_prob=self.mask_prob, random_prob=self.random_prob,
+                      backend=self.masking_backend)
+        if text_tokenizer is None:
+            return pretrain_input.MaskingConfig(**kwargs)
+        return pretrain_input.MaskingConfig.for_tokenizer(text_tokenizer, **kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,12 +164,11 @@ class MaskedLMTask(base_task.Task):
         """Returns tf.data.Dataset for pretraining."""
         if not params.input_path:
             raise ValueError("PretrainDataConfig.input_path is empty: bind it to a glob of TFRecord shards")
-        word_start_table = None
-        if params.whole_word_masking:
-            word_start_table = tokenizer_lib.Tokenizer(params.spm_model).word_start_table()
+        text_tokenizer = params.tokenizer()
+        word_start_table = text_tokenizer.word_start_table() if params.whole_word_masking else None
         return pretrain_input.pretrain_dataset(
             params.input_path, batch_size=params.global_batch_size, seq_len=params.seq_len,
-            masking=params.masking(), is_training=params.is_training, seed=params.seed,
+            masking=params.masking(text_tokenizer), is_training=params.is_training, seed=params.seed,
             word_start_table=word_start_table, use_next_sentence_label=params.use_next_sentence_label,
             shuffle_buffer_size=params.shuffle_buffer_size, input_context=input_context, sharding=params.sharding)
 

@@ -17,7 +17,7 @@ from absl import logging
 from research.core import base_task, checkpoint_restore
 from research.core.config_definitions import require
 from research.data import classification_input, features, input_sharding
-from research.data import tokenizer as tokenizer_lib
+from research.data import tokenizer_loader
 
 SPLITS = ("auto", "all", "train", "validation")
 METRIC_TYPES = ("accuracy", "f1", "matthews_corrcoef", "pearson_spearman_corr")
@@ -30,7 +30,10 @@ class ClassificationDataConfig:
 
     Attributes:
       input_path: the TSV file.
-      spm_model: the sentencepiece model that tokenizes it (the pretrained encoder's vocabulary).
+      spm_model: the sentencepiece model that tokenizes it (the pretrained encoder's vocabulary), or
+      vocab_file: a WordPiece `vocab.txt` instead (an imported BERT's; see research.interop); exactly
+        one of the two.
+      lower_case: with vocab_file, lower-case and strip accents first ('uncased' models).
       global_batch_size: examples per step over all replicas.
       seq_len: the most tokens per example, [CLS] and [SEP]s included.
       is_training: shuffle and repeat (training) or one ordered pass (evaluation).
@@ -46,6 +49,8 @@ class ClassificationDataConfig:
     """
     input_path: str = ""
     spm_model: str = ""
+    vocab_file: str = ""
+    lower_case: bool = True
     global_batch_size: int = 32
     seq_len: int = 128
     is_training: bool = True
@@ -58,8 +63,12 @@ class ClassificationDataConfig:
 
     def __post_init__(self):
         require(bool(self.input_path), "ClassificationDataConfig.input_path is empty: bind it to a TSV file")
-        require(bool(self.spm_model), "ClassificationDataConfig.spm_model is empty: bind it to the encoder's "
-                                       "sentencepiece model")
+        require(bool(self.spm_model) != bool(self.vocab_file),
+                "ClassificationDataConfig needs exactly one tokenizer: spm_model (the encoder's sentencepiece "
+                f"model) or vocab_file (its WordPiece vocab.txt), got spm_model={self.spm_model!r}, "
+                f"vocab_file={self.vocab_file!r}")
+        require(isinstance(self.lower_case, bool),
+                f"ClassificationDataConfig.lower_case must be True or False, got {self.lower_case!r}")
         require(self.split in SPLITS, f"ClassificationDataConfig.split must be one of {SPLITS}, got {self.split!r}")
         require(self.sharding != "file", "ClassificationDataConfig.sharding='file' does not apply (one TSV, read "
                                          "into memory): use 'auto', 'element' or 'chief'")
@@ -143,12 +152,13 @@ class SentencePredictionTask(base_task.Task):
         for data in (self.task_config.train_data, self.task_config.validation_data):
             if encoder is not None and data is not None:
                 rows = int(encoder.get_embedding_table().shape[0])
-                pieces = tokenizer_lib.Tokenizer(data.spm_model).vocab_size
+                pieces = tokenizer_loader.load_tokenizer(data.spm_model, data.vocab_file, data.lower_case).vocab_size
+                field, path = ("spm_model", data.spm_model) if data.spm_model else ("vocab_file", data.vocab_file)
                 if rows != pieces:
                     raise ValueError(f"The encoder's vocabulary has {rows} ids (BertEncoder.vocab_size) but the "
-                                     f"tokenizer {data.spm_model} has {pieces} pieces (ClassificationDataConfig."
-                                     f"spm_model): give the encoder the tokenizer's size (with gin: VOCAB_SIZE = "
-                                     f"{pieces}), or the tokenizer the encoder was pretrained with")
+                                     f"tokenizer {path} has {pieces} pieces (ClassificationDataConfig.{field}): "
+                                     f"give the encoder the tokenizer's size (with gin: VOCAB_SIZE = {pieces}), or "
+                                     f"the tokenizer the encoder was pretrained with")
         return model
 
     def initialize(self, model: keras.Model):
@@ -181,7 +191,8 @@ class SentencePredictionTask(base_task.Task):
         logging.info("%s data: %d examples, %s", "Training" if params.is_training else "Evaluation", len(examples),
                      source)
         return classification_input.build_dataset(
-            examples, tokenizer_lib.Tokenizer(params.spm_model), seq_len=params.seq_len,
+            examples, tokenizer_loader.load_tokenizer(params.spm_model, params.vocab_file, params.lower_case),
+            seq_len=params.seq_len,
             batch_size=params.global_batch_size, is_training=params.is_training, pad_to=params.pad_to,
             bucket_boundaries=params.bucket_boundaries, label_type=label_type, seed=params.seed,
             input_context=input_context, sharding=params.sharding)

@@ -232,3 +232,35 @@ def test_bad_options_raise(tmp_path, tokenizer):
         ci.build_dataset([], tokenizer)
     with pytest.raises(ValueError, match="num_classes"):
         ci.read_examples(tmp_path / "data.tsv", label_type="float", num_classes=2)
+
+
+class _BertIds:
+    """A stand-in tokenizer with BERT uncased's special ids: words map to 1000 + their index."""
+    pad_id, unk_id, cls_id, sep_id, mask_id = 0, 100, 101, 102, 103
+
+    def encode(self, text):
+        return [1000 + WORDS.index(word) for word in text.split()]
+
+
+def test_special_ids_come_from_the_tokenizer(tmp_path):
+    examples = ci.read_examples(write_tsv(tmp_path, PAIRS[:2]), num_classes=3)
+    (batch,) = batches(ci.build_dataset(examples, _BertIds(), seq_len=12, batch_size=2, pad_to="max"))
+    first = [1000 + WORDS.index(w) for w in "the film was good".split()]
+    second = [1000 + WORDS.index(w) for w in "a very dull plot".split()]
+    np.testing.assert_array_equal(batch[features.INPUT_WORD_IDS][0], [101, *first, 102, *second, 102, 0])
+    np.testing.assert_array_equal(batch[features.INPUT_MASK][1], [1] * 6 + [0] * 6)
+
+
+def test_wordpiece_vocab_file_builds_bert_batches(tmp_path):
+    """A WordPiece vocab.txt (BERT's layout: [PAD]=0, [UNK]=100 ...) through the loader, as the task does."""
+    from research.data import tokenizer_loader
+    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = tokenizer_loader.load_tokenizer(vocab_file=str(tmp_path / "vocab.txt"), lower_case=True)
+    examples = ci.read_examples(write_tsv(tmp_path, [(1, "The film was GOOD"), (0, "zebra")]), num_classes=2)
+    (batch,) = batches(ci.build_dataset(examples, tokenizer, seq_len=8, batch_size=2, pad_to="batch"))
+    word = {w: 104 + i for i, w in enumerate(WORDS)}
+    np.testing.assert_array_equal(batch[features.INPUT_WORD_IDS],
+                                  [[101, word["the"], word["film"], word["was"], word["good"], 102],
+                                   [101, 100, 102, 0, 0, 0]])
+    np.testing.assert_array_equal(batch[features.INPUT_MASK][1], [1, 1, 1, 0, 0, 0])

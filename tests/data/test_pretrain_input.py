@@ -145,3 +145,27 @@ def test_ids_beyond_the_vocabulary_fail_naming_the_value(tmp_path):
     dataset = pretrain_input.pretrain_dataset(pattern, batch_size=2, seq_len=SEQ_LEN, masking=small)
     with pytest.raises(tf.errors.InvalidArgumentError, match="outside \\[0, vocab_size=12\\)"):
         next(iter(dataset))
+
+
+class _BertIds:
+    """BERT uncased's special ids, for MaskingConfig.for_tokenizer."""
+    pad_id, unk_id, cls_id, sep_id, mask_id, vocab_size = 0, 100, 101, 102, 103, 200
+
+
+def test_masking_takes_the_special_ids_from_the_tokenizer(tmp_path):
+    masking = pretrain_input.MaskingConfig.for_tokenizer(_BertIds(), max_predictions_per_seq=6, mask_rate=0.5,
+                                                         mask_prob=1.0, random_prob=0.0)
+    assert (masking.vocab_size, masking.mask_token_id, masking.pad_token_id, masking.special_token_ids) == (
+        200, 103, 0, (0, 100, 101, 102))
+    path = tmp_path / "train-00000-of-00001.tfrecord"
+    ids = [101, 100, 7, 8, 9, 10, 11, 102, 12, 13, 102, 0, 0, 0, 0, 0]
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        feature = {features.INPUT_WORD_IDS: _int64(ids), features.INPUT_TYPE_IDS: _int64([0] * SEQ_LEN)}
+        writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    batch = next(iter(pretrain_input.pretrain_dataset(str(path), batch_size=1, seq_len=SEQ_LEN, masking=masking,
+                                                      is_training=False)))
+    weights = batch[features.MASKED_LM_WEIGHTS].numpy()[0]
+    positions = batch[features.MASKED_LM_POSITIONS].numpy()[0][weights > 0]
+    assert len(positions) == 4 and set(np.array(ids)[positions]) <= {7, 8, 9, 10, 11, 12, 13}  # never 0/100/101/102
+    np.testing.assert_array_equal(batch[features.INPUT_WORD_IDS].numpy()[0][positions], 103)
+    np.testing.assert_array_equal(batch[features.INPUT_MASK].numpy()[0], [1] * 11 + [0] * 5)

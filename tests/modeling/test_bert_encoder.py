@@ -126,6 +126,28 @@ def test_config_round_trip():
     _assert_same_outputs(encoder, clone, encoder_inputs())
 
 
+def test_gelu_tanh_and_layer_norm_epsilon_reach_every_layer_and_survive_serialization(tmp_path):
+    encoder = tiny_encoder(activation="gelu_tanh", layer_norm_epsilon=1e-5)
+    norms = [encoder.embeddings.layer_norm] + [norm for block in encoder.transformer_layers
+                                              for norm in (block.attention_norm, block.output_norm)]
+    assert [norm.epsilon for norm in norms] == [1e-5] * 5
+    assert all(block.intermediate.activation is layers.gelu_tanh for block in encoder.transformer_layers)
+    x = np.linspace(-4, 4, 17).astype(np.float32)
+    tanh_form = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+    np.testing.assert_allclose(layers.gelu_tanh(x), tanh_form, atol=1e-6)
+    encoder(encoder_inputs())
+    encoder.save(tmp_path / "encoder.keras")
+    loaded = keras.models.load_model(tmp_path / "encoder.keras")
+    assert loaded.layer_norm_epsilon == 1e-5 and loaded.transformer_layers[0].intermediate.activation is layers.gelu_tanh
+    _assert_same_outputs(encoder, loaded, encoder_inputs())
+
+
+@pytest.mark.parametrize("epsilon", [0, -1e-6, "1e-12", True])
+def test_bad_layer_norm_epsilon_is_named(epsilon):
+    with pytest.raises(ValueError, match="layer_norm_epsilon must be a number > 0"):
+        tiny_encoder(layer_norm_epsilon=epsilon)
+
+
 def test_checkpoint_round_trip(tmp_path):
     encoder, other = tiny_encoder(), tiny_encoder()
     inputs = encoder_inputs()
