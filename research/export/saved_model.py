@@ -136,8 +136,7 @@ def save(module, export_dir: str, info: dict | None = None) -> str:
         staging = export_dir.rstrip("/") + ".partial"
         if tf.io.gfile.exists(staging):
             tf.io.gfile.rmtree(staging)
-        tf.saved_model.save(module, staging, signatures=functions,
-                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+        tf.saved_model.save(module, staging, signatures=functions)
     tokenizer = module.tokenizer
     extra = os.path.join(staging, EXTRA_DIR)
     tf.io.gfile.makedirs(extra)
