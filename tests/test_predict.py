@@ -62,7 +62,11 @@ def test_train_export_and_predict(tmp_path, spm_model):
     from_run = run("research.predict", f"--model_dir={model_dir}", "--checkpoint=best", "--input=../reviews.tsv",
                    cwd=elsewhere)
     assert from_run.returncode == 0, from_run.stderr[-3000:]
-    assert from_run.stdout.splitlines() == lines  # the run directory's model gives the SavedModel's predictions
+    run_lines = from_run.stdout.splitlines()  # the run directory's model gives the SavedModel's predictions
+    assert [line.split("\t")[0] for line in run_lines] == [line.split("\t")[0] for line in lines]
+    for run_line, saved_line in zip(run_lines, lines):
+        assert [float(p) for p in run_line.split("\t")[1:3]] == pytest.approx(
+            [float(p) for p in saved_line.split("\t")[1:3]], abs=1e-5)
 
 
 @pytest.mark.slow
