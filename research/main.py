@@ -175,6 +175,9 @@ def main(argv):
     if _DRY_RUN.value:
         print(f"dry run passed: {type(result.model).__name__} with {result.model.count_params()} parameters")
         return
+    if result.export_dir:
+        print(f"saved model:      {result.export_dir}")
+        return
     model_dir = result.model_dir
     print(f"checkpoints:      {model_dir}")
     print(f"summaries:        {os.path.join(model_dir, 'train')} and {os.path.join(model_dir, 'eval')}")

@@ -44,6 +44,8 @@ class TrainerConfig:
         that metric is exported to model_dir/<subdir>.
       best_checkpoint_eval_metric: the evaluation metric deciding the best checkpoint.
       best_checkpoint_metric_comp: 'higher' or 'lower' is better.
+      best_checkpoint_export_saved_model: also write the best model as a SavedModel on raw strings to
+        model_dir/<subdir>/saved_model (research/export/saved_model.py), replaced at each improvement.
       loss_upper_bound: a training loss above this (or NaN/Inf) stops the run.
       recovery_max_trials: on a bad loss, roll back to the last good checkpoint and skip ahead this many
         times before giving up (0: stop at once).
@@ -66,6 +68,7 @@ class TrainerConfig:
     best_checkpoint_export_subdir: str = ""
     best_checkpoint_eval_metric: str = ""
     best_checkpoint_metric_comp: str = "higher"
+    best_checkpoint_export_saved_model: bool = False
     loss_upper_bound: float = 1e6
     recovery_max_trials: int = 0
 
@@ -81,6 +84,9 @@ class TrainerConfig:
         require(self.best_checkpoint_metric_comp in METRIC_COMPARISONS,
                  f"TrainerConfig.best_checkpoint_metric_comp must be one of {METRIC_COMPARISONS}, "
                  f"got {self.best_checkpoint_metric_comp!r}")
+        require(isinstance(self.best_checkpoint_export_saved_model, bool),
+                 "TrainerConfig.best_checkpoint_export_saved_model must be True or False, got "
+                 f"{self.best_checkpoint_export_saved_model!r}")
         require(self.loss_upper_bound > 0,
                  f"TrainerConfig.loss_upper_bound must be > 0, got {self.loss_upper_bound!r}")
         require(isinstance(self.recovery_max_trials, int) and self.recovery_max_trials >= 0,

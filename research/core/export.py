@@ -4,10 +4,14 @@
 (official/core/train_utils.py): after each evaluation the Trainer calls
 `maybe_export_checkpoint(checkpoint, eval_logs, global_step)`, which writes the checkpoint to
 `export_dir/best_ckpt-<n>` when the metric improved and records the logs with the step in
-`export_dir/info.json`, so that a restarted run compares against the best value seen so far.
+`export_dir/info.json`, so that a restarted run compares against the best value seen so far. With a
+`saved_model_writer` (TrainerConfig.best_checkpoint_export_saved_model), each new best model is also
+written as a SavedModel on raw strings to `export_dir/saved_model` (research/export/saved_model.py).
 """
+import functools
 import json
 import os
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -16,6 +20,7 @@ from absl import logging
 METRIC_COMPARISONS = ("higher", "lower")
 _INFO_FILE = "info.json"
 _STEP_KEY = "best_ckpt_global_step"
+SAVED_MODEL_SUBDIR = "saved_model"
 
 
 def _to_float(value) -> float:
@@ -38,9 +43,12 @@ class BestCheckpointExporter:
       export_dir: where the best checkpoint (`best_ckpt-<n>`, one kept) and `info.json` go.
       metric_name: the key of the metric in the evaluation logs.
       metric_comp: 'higher' or 'lower' is better.
+      saved_model_writer: when given, called as `saved_model_writer(model, path)` with the checkpoint's
+        `model` and export_dir/saved_model after each new best checkpoint.
     """
 
-    def __init__(self, export_dir: str, metric_name: str, metric_comp: str):
+    def __init__(self, export_dir: str, metric_name: str, metric_comp: str,
+                 saved_model_writer: Callable | None = None):
         if not export_dir:
             raise ValueError("BestCheckpointExporter: export_dir is empty")
         if not metric_name:
@@ -51,6 +59,7 @@ class BestCheckpointExporter:
         self._export_dir = export_dir
         self._metric_name = metric_name
         self._metric_comp = metric_comp  # export_dir is created by the first export, not before
+        self._saved_model_writer = saved_model_writer
         self._best_ckpt_logs = self._maybe_load_best_eval_metric()
         self._checkpoint_manager = None
 
@@ -70,6 +79,11 @@ class BestCheckpointExporter:
     @property
     def best_ckpt_logs_path(self) -> str:
         return os.path.join(self._export_dir, _INFO_FILE)
+
+    @property
+    def saved_model_path(self) -> str:
+        """Where the best model's SavedModel goes (with a saved_model_writer)."""
+        return os.path.join(self._export_dir, SAVED_MODEL_SUBDIR)
 
     @property
     def best_ckpt_path(self) -> str | None:
@@ -124,6 +138,12 @@ class BestCheckpointExporter:
         path = self._get_checkpoint_manager(checkpoint).save(checkpoint_number=global_step)
         logging.info("Exported the best checkpoint (%s=%s at step %d) to %s", self._metric_name,
                      logs[self._metric_name], global_step, path)
+        if self._saved_model_writer is not None:
+            model = getattr(checkpoint, "model", None)
+            if model is None:
+                raise ValueError("BestCheckpointExporter: a saved_model_writer needs the checkpoint's `model` "
+                                 "(tf.train.Checkpoint(model=...)), and this checkpoint has none")
+            self._saved_model_writer(model, self.saved_model_path)
         return True
 
     def export_best_eval_metric(self, eval_logs: dict, global_step: int) -> None:
@@ -153,6 +173,9 @@ def maybe_create_best_ckpt_exporter(params, data_dir: str) -> BestCheckpointExpo
     Args:
       params: an ExperimentConfig.
       data_dir: the model directory; the checkpoint goes to data_dir/<best_checkpoint_export_subdir>.
+
+    With `params.trainer.best_checkpoint_export_saved_model` the exporter also writes each best model as
+    a SavedModel (research.export.saved_model.export_model with the task's config).
     """
     trainer = params.trainer
     subdir, metric = trainer.best_checkpoint_export_subdir, trainer.best_checkpoint_eval_metric
@@ -163,4 +186,10 @@ def maybe_create_best_ckpt_exporter(params, data_dir: str) -> BestCheckpointExpo
     export_dir = os.path.join(data_dir, subdir)
     logging.info("Exporting the best checkpoint by %s (%s is better) to %s", metric,
                  trainer.best_checkpoint_metric_comp, export_dir)
-    return BestCheckpointExporter(export_dir, metric, trainer.best_checkpoint_metric_comp)
+    writer = None
+    if getattr(trainer, "best_checkpoint_export_saved_model", False):
+        from research.export import saved_model  # the exporter knows models and tokenizers; most runs never need it
+
+        writer = functools.partial(saved_model.export_model, task_config=params.task)
+        logging.info("The best model is also exported as a SavedModel to %s", os.path.join(export_dir, SAVED_MODEL_SUBDIR))
+    return BestCheckpointExporter(export_dir, metric, trainer.best_checkpoint_metric_comp, saved_model_writer=writer)

@@ -13,8 +13,9 @@ from absl import logging
 
 from research.core import config_definitions, distribute, optimization, train_lib
 from research.core import dry_run as dry_run_lib
+from research.export import saved_model
 
-MODES = ("train", "eval", "train_and_eval", "continuous_eval")
+MODES = ("train", "eval", "train_and_eval", "continuous_eval", "export")
 OPERATIVE_CONFIG_NAME = "operative_config.gin"
 
 
@@ -24,18 +25,21 @@ class LaunchResult:
     model: Any
     eval_logs: dict | None
     model_dir: str
+    export_dir: str | None = None  # the SavedModel of mode 'export'
 
 
 def launch(*, task_class: type, config: config_definitions.ExperimentConfig, mode: str, model_dir: str,
            distribution_strategy: Callable[[], tf.distribute.Strategy] = distribute.get_distribution_strategy,
            operative_config: Callable[[], str] | None = None, run_post_eval: bool = False,
-           dry_run: bool = False, seed: int | None = None) -> LaunchResult:
+           dry_run: bool = False, seed: int | None = None,
+           export_config: saved_model.ExportConfig | None = None) -> LaunchResult:
     """Runs one experiment.
 
     Args:
       task_class: the Task class (e.g. MaskedLMTask); built with `config.task` and `model_dir`.
       config: the experiment configuration (task, trainer, runtime).
-      mode: 'train', 'eval', 'train_and_eval' or 'continuous_eval'.
+      mode: 'train', 'eval', 'train_and_eval', 'continuous_eval', or 'export': write a SavedModel on raw
+        strings of a checkpoint of model_dir (research/export/saved_model.py); nothing else is written.
       model_dir: where checkpoints, summaries and operative_config.gin go.
       distribution_strategy: a callable returning the tf.distribute strategy; called first, before any
         other TensorFlow work (multi-worker strategies need that).
@@ -46,6 +50,7 @@ def launch(*, task_class: type, config: config_definitions.ExperimentConfig, mod
         configuration before a long job); nothing is written.
       seed: when set, seeds Python, NumPy and TensorFlow (`keras.utils.set_random_seed`) right after the
         strategy is created: the same seed gives the same initial weights in every process and run.
+      export_config: what mode 'export' writes (which checkpoint, where); None: ExportConfig().
 
     Only the chief writes model_dir (operative config included); the other workers of a multi-worker
     job write to temporary directories (research/core/train_lib.py).
@@ -63,6 +68,9 @@ def launch(*, task_class: type, config: config_definitions.ExperimentConfig, mod
     task = task_class(config.task, logging_dir=model_dir)
     if dry_run:
         return LaunchResult(model=dry_run_lib.dry_run(task, strategy), eval_logs=None, model_dir=model_dir)
+    if mode == "export":
+        export_dir = saved_model.export_from_model_dir(task, config, model_dir, export_config)
+        return LaunchResult(model=None, eval_logs=None, model_dir=model_dir, export_dir=export_dir)
     chief = distribute.is_chief(strategy)
     if chief:
         _check_writable(model_dir)

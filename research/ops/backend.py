@@ -7,6 +7,7 @@ only), or when the library is missing. Each choice is logged once per op and rea
 `masked_lm_loss` falls back to its memory-lean chunked head in plain TensorFlow instead of the
 explicit-logits twin (its `backend='reference'`).
 """
+import contextlib
 import threading
 
 import tensorflow as tf
@@ -19,6 +20,25 @@ from research.ops._loader import LIBRARY
 BACKENDS = ("auto", "native", "reference")
 _logged_choices = set()
 _logged_lock = threading.Lock()
+_reference_only = threading.local()
+
+
+@contextlib.contextmanager
+def reference_only():
+    """Within this context (in this thread), 'auto' picks the reference twin of every op and 'native'
+    raises: a graph traced here holds only TensorFlow's own ops, so a SavedModel of it loads without
+    the native library (research.export traces its serving functions here)."""
+    depth = getattr(_reference_only, "depth", 0)
+    _reference_only.depth = depth + 1
+    try:
+        yield
+    finally:
+        _reference_only.depth = depth
+
+
+def in_reference_only() -> bool:
+    """True inside `reference_only()`."""
+    return getattr(_reference_only, "depth", 0) > 0
 
 
 def in_xla_context() -> bool:
@@ -61,6 +81,12 @@ def resolve(op_name: str, backend: str, *, host_op: bool = False, fallback: str 
     if backend not in BACKENDS:
         raise ValueError(f"{op_name}: backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "reference":
+        return None
+    if in_reference_only():
+        if backend == "native":
+            raise ValueError(f"{op_name}: backend='native' inside research.ops.backend.reference_only() (a graph "
+                             "that must load without the native kernels, e.g. an export); use 'auto' or 'reference'")
+        _log_once(op_name, "reference", "inside reference_only(): a graph that must run without the native kernels")
         return None
     library = LIBRARY.get()
     if backend == "native":

@@ -61,3 +61,28 @@ def test_maybe_create_best_ckpt_exporter(tmp_path):
         config.trainer, best_checkpoint_export_subdir="best", best_checkpoint_eval_metric="accuracy"))
     exporter = export.maybe_create_best_ckpt_exporter(config, str(tmp_path))
     assert exporter.export_dir == str(tmp_path / "best") and exporter.metric_name == "accuracy"
+
+
+def test_saved_model_writer_runs_on_each_new_best_with_the_checkpoints_model(tmp_path):
+    written = []
+    exporter = export.BestCheckpointExporter(str(tmp_path / "best"), "accuracy", "higher",
+                                             saved_model_writer=lambda model, path: written.append((model, path)))
+    model = tf.Module()
+    checkpoint = tf.train.Checkpoint(model=model)
+    assert exporter.maybe_export_checkpoint(checkpoint, {"accuracy": 0.5}, 1)
+    assert not exporter.maybe_export_checkpoint(checkpoint, {"accuracy": 0.4}, 2)
+    assert exporter.maybe_export_checkpoint(checkpoint, {"accuracy": 0.6}, 3)
+    assert written == [(model, str(tmp_path / "best" / "saved_model"))] * 2
+    with pytest.raises(ValueError, match="needs the checkpoint's `model`"):
+        exporter.maybe_export_checkpoint(_checkpoint(), {"accuracy": 0.9}, 4)
+
+
+def test_best_checkpoint_export_saved_model_binds_the_writer(tmp_path):
+    config = experiment_config()
+    trainer = dataclasses.replace(config.trainer, best_checkpoint_export_subdir="best",
+                                  best_checkpoint_eval_metric="accuracy")
+    plain = export.maybe_create_best_ckpt_exporter(dataclasses.replace(config, trainer=trainer), str(tmp_path))
+    assert plain._saved_model_writer is None
+    trainer = dataclasses.replace(trainer, best_checkpoint_export_saved_model=True)
+    exporter = export.maybe_create_best_ckpt_exporter(dataclasses.replace(config, trainer=trainer), str(tmp_path))
+    assert exporter._saved_model_writer.keywords == {"task_config": config.task}
