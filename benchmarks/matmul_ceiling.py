@@ -27,7 +27,6 @@ FLOP/s may exceed the ceiling by up to that fraction.
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _report, peak_flops, train_bench

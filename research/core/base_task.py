@@ -8,7 +8,6 @@ import abc
 
 import keras
 import tensorflow as tf
-from absl import logging
 
 from research.core import checkpoint_restore, optimization
 

@@ -13,7 +13,6 @@ it); a copy of its vocabulary file and `export_info.json` (kind, sizes, checkpoi
 import dataclasses
 import json
 import os
-import shutil
 
 import keras
 import tensorflow as tf

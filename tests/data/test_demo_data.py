@@ -13,7 +13,7 @@ def test_demo_records_are_built_once_cached_and_feed_the_pipeline(tmp_path):
     # One document per chapter: 269 headings, the text before each book's first chapter joining the
     # previous book's last one (the first book's title page is a document of its own).
     assert first["metadata"]["document_boundary"] == "separator" and counts["documents"] == 270
-    stamp = (tmp_path / f"records_full_sentences_seq64_vocab2000" / "metadata.json").stat().st_mtime_ns
+    stamp = (tmp_path / "records_full_sentences_seq64_vocab2000" / "metadata.json").stat().st_mtime_ns
     again = demo_data.prepare_pretraining_demo(str(tmp_path), vocab_size=2000, seq_len=64, shards=2)
     assert again["metadata"] == first["metadata"]
     assert (tmp_path / "records_full_sentences_seq64_vocab2000" / "metadata.json").stat().st_mtime_ns == stamp

@@ -5,7 +5,6 @@ dropout. Plain SGD (no momentum, no clipping, no weight decay) is used on purpos
 in the gradient, so a replica gradient that is summed without `scale_loss` (twice the global-mean
 gradient) changes the weights visibly, where Adam's scale invariance would hide it.
 """
-import json
 import sys
 import textwrap
 

@@ -9,7 +9,6 @@ import os
 import re
 
 import gin
-import numpy as np
 import pytest
 import tensorflow as tf
 from absl.app import UsageError
