@@ -51,12 +51,8 @@ _DETERMINISTIC = flags.DEFINE_bool(
 _SEED = flags.DEFINE_integer("seed", 0, "The global seed of --deterministic.")
 
 
-class UsageError(SystemExit):
-    """A bad command line or configuration: exits with code 2 printing only the message (no flag listing)."""
-
-    def __init__(self, message: str):
-        super().__init__(2)
-        print(f"research.main: error: {message}", file=sys.stderr)
+class UsageError(ValueError):
+    """A bad command line or configuration; `main` prints only its message (no flag listing) and exits 2."""
 
 
 def make_deterministic(seed: int) -> None:
@@ -156,14 +152,18 @@ def strategy_bindings(distribution_strategy: str | None, tpu_address: str | None
 
 def main(argv):
     if len(argv) > 1:
-        raise UsageError(f"unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     overrides = []  # flags win over the files, as bindings so that the operative config records them
     if _MODE.value:
         overrides.append(f"launch.launch.mode = {_MODE.value!r}")
     if _MODEL_DIR.value:
         overrides += [f"MODEL_DIR = {_MODEL_DIR.value!r}", f"launch.launch.model_dir = {_MODEL_DIR.value!r}"]
     overrides += strategy_bindings(_DISTRIBUTION_STRATEGY.value, _TPU_ADDRESS.value, _CLUSTER_RESOLVER.value)
-    parse_gin(_GIN_FILE.value, _GIN_PARAM.value, overrides)
+    try:
+        parse_gin(_GIN_FILE.value, _GIN_PARAM.value, overrides)
+    except UsageError as error:
+        print(f"research.main: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     if _DETERMINISTIC.value:
         make_deterministic(_SEED.value)
     try:

@@ -46,3 +46,7 @@ def test_binary_refuses_a_bad_binding_before_any_work(tmp_path):
     assert result.returncode != 0
     assert "typo" in result.stderr
     assert not (tmp_path / "run").exists()
+    misspelt = run_main(tmp_path / "run", records, 3, "--gin_param=TRAIN_STEP = 100")
+    assert misspelt.returncode == 2 and "Traceback" not in misspelt.stderr, misspelt.stderr[-3000:]
+    assert "research.main: error: --gin_param 'TRAIN_STEP = 100' binds the macro TRAIN_STEP" in misspelt.stderr
+    assert "did you mean TRAIN_STEPS?" in misspelt.stderr and not (tmp_path / "run").exists()

@@ -59,10 +59,11 @@ def records_vocab_sizes(file_pattern: str) -> dict[str, int]:
     """{metadata.json path: vocab_size} for each directory of matched records whose metadata.json has one.
 
     `build_pretraining_data` writes metadata.json beside its shards; records from elsewhere may have
-    none, and then there is nothing to check.
+    none, and then there is nothing to check (nor when no file matches yet: reading them says so).
     """
     sizes = {}
-    for directory in sorted({os.path.dirname(path) for path in list_shards(file_pattern)}):
+    files = {path for pattern in file_pattern.split(",") for path in tf.io.gfile.glob(pattern.strip())}
+    for directory in sorted({os.path.dirname(path) for path in files}):
         path = os.path.join(directory, "metadata.json")
         if tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path) as metadata_file:

@@ -143,7 +143,8 @@ class MaskedLMTask(base_task.Task):
         if not callable(builder):
             raise ValueError(f"MaskedLMTask.build_model needs a callable returning the model, got {builder!r}")
         model = builder()
-        for data in (self.task_config.train_data, self.task_config.validation_data):
+        datasets = () if self.task_config is None else (self.task_config.train_data, self.task_config.validation_data)
+        for data in datasets:
             if data is not None and data.input_path:  # Model Garden's configs may fill paths later
                 pretrain_input.check_vocab_size(data.input_path, data.vocab_size, "PretrainDataConfig.vocab_size")
         dummy = {name: tf.zeros([1, 1], tf.int32) for name in (
@@ -151,7 +152,7 @@ class MaskedLMTask(base_task.Task):
             features.MASKED_LM_IDS)}
         model({**dummy, features.MASKED_LM_WEIGHTS: tf.zeros([1, 1], tf.float32)}, training=False)
         encoder = getattr(model, "checkpoint_items", {}).get("encoder")
-        for data in (self.task_config.train_data, self.task_config.validation_data):
+        for data in datasets:
             if encoder is not None and data is not None:
                 rows = int(encoder.get_embedding_table().shape[0])
                 if rows != data.vocab_size:

@@ -121,7 +121,8 @@ class SentencePredictionConfig:
         An explicit 'train' / 'validation' split of one side while the other side reads another file
         would train on part of one file and evaluate on part of another: refused.
         """
-        sides = {name: getattr(self, name) for name in ("train_data", "validation_data") if getattr(self, name)}
+        sides = {name: getattr(self, name) for name in ("train_data", "validation_data")
+                 if hasattr(getattr(self, name), "split")}  # ClassificationDataConfigs (any other passes as is)
         one_file = len(sides) == 2 and len({data.input_path for data in sides.values()}) == 1
         for name, data in sides.items():
             if data.split == "auto":

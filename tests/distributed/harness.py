@@ -138,6 +138,7 @@ def demo_command(model_dir, train_records, eval_records, train_steps: int, *para
                 "modeling.BertEncoder.num_attention_heads = 2", "modeling.BertEncoder.intermediate_size = 32",
                 "VOCAB_SIZE = 60", "SEQ_LEN = 16", "GLOBAL_BATCH_SIZE = 4", "EVAL_BATCH_SIZE = 4",
                 "WARMUP_STEPS = 2", "STEPS_PER_LOOP = 2", "launch.launch.seed = 1",
+                "SPM_MODEL = ''",  # the records are made up: not the demo tokenizer's
                 f"TRAIN_DATA = '{train_records}'", f"EVAL_DATA = '{eval_records}'", f"TRAIN_STEPS = {train_steps}",
                 *params]
     return [sys.executable, "-m", "research.main", "--gin_file=gin/experiments/demo_pretrain.gin",

@@ -197,7 +197,7 @@ def test_an_empty_evaluation_batch_changes_no_validation_log(tmp_path, spm_model
         model=lambda: modeling.BertClassifier(tiny_encoder(vocab_size=150), num_classes=2, dropout_rate=0.0),
         validation_data=classification_data))
     for task, data, names in ((pretraining, validation, {"validation_loss", "masked_lm_accuracy", "lm_example_loss"}),
-                              (classification, classification_data, {"validation_loss", "accuracy"})):
+                              (classification, classification_data, {"validation_loss", "accuracy", "cls_accuracy"})):
         logs = _logs_with_and_without_an_empty_batch(task, data)
         assert set(logs["plain"]) == names
         for key, value in logs["plain"].items():

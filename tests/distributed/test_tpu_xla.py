@@ -103,7 +103,7 @@ def test_train_step_under_xla_holds_no_logits_with_the_chunked_head(tmp_path):
     vocab = 30522
     batch_size = 512  # 2048 positions: 8 chunks of the head
     data = masked_lm.PretrainDataConfig(input_path=write_pretraining_records(tmp_path, num_examples=batch_size),
-                                        global_batch_size=batch_size, seq_len=SEQ_LEN, vocab_size=VOCAB,
+                                        global_batch_size=batch_size, seq_len=SEQ_LEN, vocab_size=vocab,
                                         max_predictions_per_seq=PREDICTIONS, masking_backend="reference")
     positions = batch_size * PREDICTIONS
     logits = 4 * positions * vocab

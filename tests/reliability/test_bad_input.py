@@ -11,7 +11,6 @@ import re
 import gin
 import pytest
 import tensorflow as tf
-from absl.app import UsageError
 
 from helpers import REPO, SEQ_LEN, int64_feature, write_id_records
 from research import main as research_main
@@ -283,7 +282,8 @@ ROWS = [
     ("wrong value type", wrong_value_type, ValueError, r"OptimizerConfig\.decay_steps='ten' is invalid: it must be an int"),
     ("missing %gin.REQUIRED", missing_required, ValueError, r"TRAIN_DATA/macro\.value set to `%gin\.REQUIRED` but not "
      r"subsequently overridden"),
-    ("gin file does not exist", missing_gin_file, UsageError, r"--gin_file '.*/nope\.gin' does not exist"),
+    ("gin file does not exist", missing_gin_file, research_main.UsageError,
+     r"--gin_file '.*/nope\.gin' is neither a file \(relative to .*\) nor a shipped experiment"),
     ("nonexistent data glob", nonexistent_glob, FileNotFoundError, r"no pretraining records match '.*/none-\*\.tfrecord'"),
     ("empty shard", empty_shard, ValueError, r"every shard matching '.*/train-\*\.tfrecord' is empty \(0 bytes\): "
      r".*/train-0\.tfrecord"),
@@ -328,10 +328,10 @@ ROWS = [
      r"no tokens in the input \(1 files matching '.*/in\.txt', 0 lines not valid UTF-8\)"),
     ("builder: non-UTF-8 text", builder(b"caf\xe9 ol\xe9\n\xff\xfe bad bytes\n"), ValueError,
      r"no tokens in the input \(1 files matching '.*/in\.txt', 2 lines not valid UTF-8\)"),
-    ("disk full while writing records", disk_full, OSError, r"No space left on device: '.*/out/\.tmp-train-00000"),
+    ("disk full while writing records", disk_full, OSError, r"No space left on device: '.*/out/\.tmp-part-train-00000"),
     ("label outside num_classes", label_outside_classes, ValueError, r"train\.tsv, line 3: label 3 is outside \[0, 2\)"),
     ("init_checkpoint of another architecture", init_checkpoint_other_architecture, ValueError,
-     r"init_checkpoint .*/other/ckpt does not fit the model's encoder.*shape \(8,\).*shape \(16,\)"),
+     r"init_checkpoint .*/other/ckpt does not fit the model's \['encoder'\].*shape \(8,\).*shape \(16,\)"),
     ("init_checkpoint that does not exist", init_checkpoint_missing, FileNotFoundError,
      r"init_checkpoint '.*/nothing-here' holds no checkpoint"),
     ("model_dir not writable", model_dir_not_writable, PermissionError,
