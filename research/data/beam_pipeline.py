@@ -38,15 +38,8 @@ def _blocks_of_file(path, boundary, block_bytes):
     """Blocks (list[bytes] of pieces) of one file, read through Beam's file systems (gs://, ...;
     .gz/.bz2 decompressed by extension)."""
     with FileSystems.open(path) as stream:
-        block, size = [], 0
-        for piece in text_input.pieces_of_stream(stream, boundary, block_bytes):
-            block.append(piece)
-            size += len(piece)
-            if size >= block_bytes:
-                yield block
-                block, size = [], 0
-        if block:
-            yield block
+        yield from text_input.group_into_blocks(text_input.pieces_of_stream(stream, boundary, block_bytes),
+                                                block_bytes)
 
 
 _STATS_KEY = ("stats", -1)

@@ -183,14 +183,20 @@ def pieces_of_stream(reader, boundary, piece_bytes, on_progress=None):
 def read_blocks(paths, boundary, block_bytes, on_progress=None):
     """Yields blocks (list[bytes] of pieces, see the module docstring) of about `block_bytes` of
     text from `paths`, in order; a block never splits a document."""
+    pieces = (piece for path in paths for piece in read_pieces(path, boundary, block_bytes, on_progress))
+    yield from group_into_blocks(pieces, block_bytes)
+
+
+def group_into_blocks(pieces, block_bytes):
+    """Yields consecutive `pieces` (bytes, each whole documents) gathered into lists of at least
+    `block_bytes` (the last one may hold less)."""
     block, size = [], 0
-    for path in paths:
-        for piece in read_pieces(path, boundary, block_bytes, on_progress):
-            block.append(piece)
-            size += len(piece)
-            if size >= block_bytes:
-                yield block
-                block, size = [], 0
+    for piece in pieces:
+        block.append(piece)
+        size += len(piece)
+        if size >= block_bytes:
+            yield block
+            block, size = [], 0
     if block:
         yield block
 

@@ -32,7 +32,7 @@ import tensorflow as tf
 from research.ops import backend as backend_lib
 
 CHUNK_MB = 32  # float32 logits per chunk when chunk_rows = 0
-SLICE_MB = 12  # float32 table-gradient rows per in-place update under XLA
+SLICE_MB = 12  # float32 table-gradient rows per update by slices (here under XLA; the native head's too)
 
 
 def chunk_rows_for(num_rows: int | None, vocab_size: int | None, chunk_rows: int = 0) -> int:
@@ -126,7 +126,7 @@ class _Walk:
         self.label_chunks = self._chunks(labels, [])
         # Under XLA the table gradient grows by vocabulary slices updated in place (a whole [V, D] product
         # per chunk would be a [V, D] temporary); elsewhere in one product added in place by TensorFlow.
-        self.slices = _vocabulary_slices(table) if backend_lib.in_xla_context() else None
+        self.slices = vocabulary_slices(table) if backend_lib.in_xla_context() else None
 
     def _chunks(self, x, inner):
         """x [N, ...] as [num_chunks, rows, ...], zero-padded."""
@@ -195,7 +195,7 @@ class _Walk:
         return d_table
 
 
-def _vocabulary_slices(table):
+def vocabulary_slices(table):
     """Static [v0, v1) ranges splitting the table gradient's per-chunk product into parts of about SLICE_MB."""
     vocab_size, width = table.shape
     if vocab_size is None or width is None:
