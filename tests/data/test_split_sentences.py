@@ -1,0 +1,40 @@
+"""split_sentences against its specification written as one regular expression (slow, obviously right)."""
+import re
+
+from hypothesis import given, settings, strategies as st
+
+from research.data import demo_data, text_input
+from research.data.text_input import ABBREVIATIONS, split_sentences
+
+# A break is the whitespace after '.', '!' or '?' (optionally followed by one closing quote or
+# parenthesis), unless the text before it ends in an abbreviation's '.' (capitalized titles without
+# a word boundary, so '_Mr.' counts) or a single capital initial other than 'I'.
+_SPECIFICATION = re.compile(
+    r"(?:(?<=[.!?])|(?<=[.!?][\"'\u201d\u2019)]))"
+    + "".join(rf"(?<!{word}\.)" if word[0].isupper() else rf"(?<!\b{word}\.)" for word in ABBREVIATIONS)
+    + r"(?<!\b[A-HJ-Z]\.)\s+")
+
+
+def specified_sentences(text):
+    return [s for s in (part.strip() for part in _SPECIFICATION.split(text)) if s]
+
+
+_PIECES = ["Mr", "Mrs", "St", "vs", "viz", "xvs", "_Mr", "J", "I", "a", "Ab", "é", "日", "3", "_",
+           " ", "  ", "\t", "\n", "\u00a0", ".", ".", "!", "?", "'", '"', "\u201d", "\u2019", ")", "("]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=24))
+def test_matches_the_specification_on_random_texts(pieces):
+    text = "".join(pieces)
+    assert split_sentences(text) == specified_sentences(text)
+
+
+def test_matches_the_specification_on_the_shipped_text():
+    stats = text_input.TextStats()
+    austen = demo_data.shipped_file(demo_data.AUSTEN_TEXT)
+    blocks = text_input.read_blocks([austen], text_input.DocumentBoundary(), 4 << 20)
+    documents = [d for block in blocks for piece in block
+                 for d in text_input.documents_of_piece(piece, text_input.DocumentBoundary(), stats)]
+    assert len(documents) > 10000
+    assert [split_sentences(d) for d in documents] == [specified_sentences(d) for d in documents]
