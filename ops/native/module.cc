@@ -1,10 +1,12 @@
-// research.data._native: the pybind11 face of packing.h and tfrecord.h. Inputs are borrowed from numpy without
+// research.data._native: the pybind11 face of packing.h, sentences.h and tfrecord.h. Inputs are borrowed from numpy without
 // copies (C-contiguous arrays of the exact dtype; pybind11 refuses lossy casts with TypeError), the
 // GIL is released while packing, and the outputs are handed to numpy without copies.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <string_view>
 #include <string>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "packing.h"
+#include "sentences.h"
 #include "tfrecord.h"
 
 namespace py = pybind11;
@@ -97,6 +100,78 @@ py::bytes SerializeExamplesPy(const py::list& named_arrays) {
   return py::bytes(out);
 }
 
+// Python's own character classes (str.split and re's \s; re's \w), so the native splitter agrees with
+// research/data/text_input.py on every script.
+bool PythonSpace(char32_t c) { return Py_UNICODE_ISSPACE(static_cast<Py_UCS4>(c)); }
+bool PythonWord(char32_t c) { return Py_UNICODE_ISALNUM(static_cast<Py_UCS4>(c)) || c == U'_'; }
+
+void ReadCodePoints(PyObject* text, std::u32string* out) {
+  const int kind = PyUnicode_KIND(text);
+  const void* data = PyUnicode_DATA(text);
+  const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+  out->resize(static_cast<size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) (*out)[static_cast<size_t>(i)] = PyUnicode_READ(kind, data, i);
+}
+
+py::tuple SplitDocumentsPy(const py::list& parts, const std::vector<std::u32string>& titles,
+                           const std::vector<std::u32string>& words) {
+  const research::CharClasses classes{&PythonSpace, &PythonWord};
+  const research::SentenceRules rules{titles, words};
+  py::list documents, sentences;
+  std::vector<int64_t> counts;
+  std::u32string raw, normalized;
+  for (const py::handle& part : parts) {
+    if (!PyUnicode_Check(part.ptr())) {
+      throw py::type_error("split_documents takes a list of str, got an item of type " +
+                           std::string(Py_TYPE(part.ptr())->tp_name));
+    }
+    ReadCodePoints(part.ptr(), &raw);
+    research::NormalizeWhitespace(raw.data(), raw.size(), classes, &normalized);
+    if (normalized.empty()) continue;
+    auto document = py::reinterpret_steal<py::object>(
+        PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, normalized.data(), static_cast<Py_ssize_t>(normalized.size())));
+    if (!document) throw py::error_already_set();
+    const auto ranges = research::SplitSentences(normalized, rules, classes);
+    for (const auto& [begin, end] : ranges) {
+      auto sentence = py::reinterpret_steal<py::object>(PyUnicode_Substring(
+          document.ptr(), static_cast<Py_ssize_t>(begin), static_cast<Py_ssize_t>(end)));
+      if (!sentence) throw py::error_already_set();
+      sentences.append(sentence);
+    }
+    counts.push_back(static_cast<int64_t>(ranges.size()));
+    documents.append(document);
+  }
+  const auto num_documents = static_cast<py::ssize_t>(counts.size());
+  py::array_t<int64_t> sentence_counts(num_documents);
+  std::copy(counts.begin(), counts.end(), sentence_counts.mutable_data());
+  return py::make_tuple(documents, sentences, sentence_counts);
+}
+
+py::tuple FlattenIdsPy(const py::list& encoded) {
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> lengths;
+  lengths.reserve(encoded.size());
+  for (const py::handle& item : encoded) {
+    auto ids = py::reinterpret_steal<py::object>(PySequence_Fast(item.ptr(), "each item must be a list of ids"));
+    if (!ids) throw py::error_already_set();
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(ids.ptr());
+    PyObject** values = PySequence_Fast_ITEMS(ids.ptr());
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      const long id = PyLong_AsLong(values[i]);
+      if (id == -1 && PyErr_Occurred()) throw py::error_already_set();
+      if (id < 0 || id > INT32_MAX) {
+        throw std::invalid_argument("token id " + std::to_string(id) + " is not in [0, 2**31)");
+      }
+      tokens.push_back(static_cast<int32_t>(id));
+    }
+    lengths.push_back(static_cast<int64_t>(n));
+  }
+  py::array_t<int64_t> length_array(static_cast<py::ssize_t>(lengths.size()));
+  std::copy(lengths.begin(), lengths.end(), length_array.mutable_data());
+  const auto num_tokens = static_cast<py::ssize_t>(tokens.size());
+  return py::make_tuple(ToNumpy(std::move(tokens), {num_tokens}), length_array);
+}
+
 uint32_t Crc32cPy(const py::bytes& data) {
   const std::string_view view(data);
   return research::Crc32c(view.data(), view.size());
@@ -133,6 +208,28 @@ Args:
 
 Returns:
   bytes: the records, framed as in a .tfrecord file.
+)doc");
+  m.def("split_documents", &SplitDocumentsPy, py::arg("parts"), py::arg("titles"), py::arg("words"),
+        R"doc(Whitespace-normalized documents and their sentences (see research.data.text_input).
+
+Args:
+  parts: list[str], the text of one document each (any whitespace).
+  titles: list[str], abbreviations (without their '.') matched without a word boundary before them.
+  words: list[str], abbreviations (without their '.') matched after a word boundary only.
+
+Returns:
+  (documents, sentences, sentence_counts): documents list[str], the parts with every run of
+  whitespace made one space, empty ones dropped; sentences list[str], those of every document in
+  order; sentence_counts int64 [len(documents)].
+)doc");
+  m.def("flatten_ids", &FlattenIdsPy, py::arg("encoded"),
+        R"doc(One array of the ids of many texts.
+
+Args:
+  encoded: list of id lists (ints in [0, 2**31)).
+
+Returns:
+  (tokens, lengths): int32 [sum of lengths], the lists concatenated; int64 [len(encoded)].
 )doc");
   m.def("crc32c", &Crc32cPy, py::arg("data"), "CRC32C (Castagnoli) of bytes, unmasked.");
 }

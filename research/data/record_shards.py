@@ -13,7 +13,6 @@ The pair modes draw their random next sentences from the other documents of the 
 """
 import dataclasses
 import hashlib
-import itertools
 import math
 
 import numpy as np
@@ -144,20 +143,14 @@ def tokenize_block(block, settings, num_threads=1):
       (dict (split, bucket) -> Documents, BlockStats). Documents without any token are dropped
       (counted in empty_documents).
     """
+    from research.data import _native  # pylint: disable=import-outside-toplevel
     stats = BlockStats()
     text_stats = text_input.TextStats()
-    texts, sentences = [], []
-    for piece in block:
-        for text in text_input.documents_of_piece(piece, settings.boundary, text_stats):
-            texts.append(text)
-            sentences.append(text_input.split_sentences(text))
+    texts, flat, num_sentences = text_input.split_documents(block, settings.boundary, text_stats)
     stats.bad_lines, stats.text_bytes = text_stats.bad_lines, text_stats.text_bytes
-    flat = [s for document in sentences for s in document]
     encoded = settings.tokenizer.encode_batch(flat, num_threads=num_threads) if flat else []
-    sentence_lengths = np.array(list(map(len, encoded)), np.int64)
-    tokens = np.fromiter(itertools.chain.from_iterable(encoded), settings.token_dtype,
-                         int(sentence_lengths.sum()))
-    num_sentences = np.array([len(s) for s in sentences], np.int64)
+    tokens, sentence_lengths = _native.flatten_ids(encoded)
+    tokens = tokens.astype(settings.token_dtype)
     token_offsets = np.concatenate([[0], np.cumsum(sentence_lengths)])
     sentence_ends = np.cumsum(num_sentences)
     keep = token_offsets[sentence_ends] - token_offsets[sentence_ends - num_sentences] > 0

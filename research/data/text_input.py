@@ -31,10 +31,12 @@ ABBREVIATIONS = ("Mr", "Mrs", "Ms", "Dr", "St", "Esq", "Messrs", "Mme", "Mlle", 
 # ('J. Smith'; 'I.' still ends a sentence). The pattern starts with the punctuation, so its
 # lookbehinds run at punctuation only (3x faster than trying them at every whitespace).
 _CLOSERS = "\"'\u201d\u2019)"
+_TITLES = [word for word in ABBREVIATIONS if word[0].isupper()]
+_WORDS = [word for word in ABBREVIATIONS if not word[0].isupper()]
 _SENTENCE_END = re.compile(
     rf"[.!?](?:[{_CLOSERS}]|(?<=[!?])|"
     # No \b before a capitalized word, so that '_Mr.' (italics markup) counts too.
-    + "".join(rf"(?<!{word}\.)" if word[0].isupper() else rf"(?<!\b{word}\.)" for word in ABBREVIATIONS)
+    + "".join(rf"(?<!{word}\.)" for word in _TITLES) + "".join(rf"(?<!\b{word}\.)" for word in _WORDS)
     + r"(?<!\b[A-HJ-Z]\.))\s+")
 
 _BLANK_LINE = re.compile(rb"\n[ \t\r\f\v]*\n")
@@ -242,21 +244,48 @@ def _valid_text(piece, stats):
 _BLANK_LINE_TEXT = re.compile(r"\n[ \t\r\f\v]*\n")
 
 
-def documents_of_piece(piece, boundary, stats):
-    """Returns the documents of one piece (bytes) as their text (list[str], non-empty), lines
-    joined and every run of whitespace made one space.
+def document_parts_of_piece(piece, boundary, stats):
+    """Returns the text of each document of one piece (bytes) as it is (list[str], possibly blank).
 
     Lines that are not valid UTF-8 are skipped and counted in `stats.bad_lines`.
     """
     stats.text_bytes += len(piece)
     text = _valid_text(piece, stats)
     if boundary.kind == "blank_line":
-        parts = _BLANK_LINE_TEXT.split("\n" + text + "\n")
-    elif boundary.kind == "separator":
-        parts = boundary.separator_lines().split(text)
-    else:
-        parts = [text]
-    return [document for document in (" ".join(part.split()) for part in parts) if document]
+        return _BLANK_LINE_TEXT.split("\n" + text + "\n")
+    if boundary.kind == "separator":
+        return boundary.separator_lines().split(text)
+    return [text]
+
+
+def normalize_whitespace(text):
+    """`text` (str) with every run of whitespace made one space and none at either end."""
+    return " ".join(text.split())
+
+
+def documents_of_piece(piece, boundary, stats):
+    """Returns the documents of one piece (bytes) as their text (list[str], non-empty), lines
+    joined and every run of whitespace made one space (see document_parts_of_piece)."""
+    return [document for document in map(normalize_whitespace, document_parts_of_piece(piece, boundary, stats))
+            if document]
+
+
+def split_documents(block, boundary, stats):
+    """The documents of a block and their sentences, in native code (ops/native/sentences.cc).
+
+    Same result as documents_of_piece and split_sentences, about 3x faster (they stay the readable
+    definition; tests compare the two).
+
+    Args:
+      block: list[bytes] of pieces.
+
+    Returns:
+      (documents, sentences, sentence_counts): documents list[str] (non-empty, whitespace-normalized);
+      sentences list[str], those of every document in order; sentence_counts int64 [len(documents)].
+    """
+    from research.data import _native  # pylint: disable=import-outside-toplevel
+    parts = [part for piece in block for part in document_parts_of_piece(piece, boundary, stats)]
+    return _native.split_documents(parts, _TITLES, _WORDS)
 
 
 def read_documents(paths, stats, boundary=DocumentBoundary(), block_bytes=4 << 20):

@@ -1,6 +1,8 @@
 """split_sentences against its specification written as one regular expression (slow, obviously right)."""
 import re
 
+import numpy as np
+
 from hypothesis import given, settings, strategies as st
 
 from research.data import demo_data, text_input
@@ -38,3 +40,39 @@ def test_matches_the_specification_on_the_shipped_text():
                  for d in text_input.documents_of_piece(piece, text_input.DocumentBoundary(), stats)]
     assert len(documents) > 10000
     assert [split_sentences(d) for d in documents] == [specified_sentences(d) for d in documents]
+
+
+def python_documents_and_sentences(block, boundary):
+    documents = [d for piece in block for d in text_input.documents_of_piece(piece, boundary, text_input.TextStats())]
+    return documents, [s for d in documents for s in split_sentences(d)], [len(split_sentences(d)) for d in documents]
+
+
+def native_documents_and_sentences(block, boundary):
+    documents, sentences, counts = text_input.split_documents(block, boundary, text_input.TextStats())
+    assert counts.dtype == np.int64
+    return documents, sentences, counts.tolist()
+
+
+# Unicode whitespace (no-break and em spaces, the file separator \x1c that str.split counts) and word
+# characters of other scripts, where \b and str.split must agree with the native code.
+_NATIVE_PIECES = _PIECES + ["\u2003", "\x1c", "\r", "\n\n", "\n \n", "Ω", "٣", "ǅ"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_NATIVE_PIECES), max_size=30), max_size=4))
+def test_native_splitter_equals_the_python_one(pieces):
+    block = ["".join(p).encode("utf-8") for p in pieces]
+    boundary = text_input.DocumentBoundary()
+    assert native_documents_and_sentences(block, boundary) == python_documents_and_sentences(block, boundary)
+
+
+def test_native_splitter_equals_the_python_one_on_the_shipped_text():
+    austen = demo_data.shipped_file(demo_data.AUSTEN_TEXT)
+    for boundary in (text_input.DocumentBoundary(), text_input.DocumentBoundary("file"),
+                     text_input.DocumentBoundary("separator", r"CHAPTER [IVXLC]+\.?")):
+        sentences = 0
+        for block in text_input.read_blocks([austen], boundary, 1 << 20):
+            native = native_documents_and_sentences(block, boundary)
+            assert native == python_documents_and_sentences(block, boundary)
+            sentences += len(native[1])
+        assert sentences > 30000
