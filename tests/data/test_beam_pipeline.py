@@ -1,7 +1,7 @@
 """The Apache Beam pipeline (DirectRunner) writes the same records as the local builder.
 
-Needs the `beam` extra; apache-beam 2.77 wants protobuf < 7, so it lives in its own environment
-(see the README), and this module is skipped where apache_beam is not installed.
+Needs the `beam` extra, which the README's test command installs (CI runs this module); it is
+skipped where apache_beam is not installed.
 """
 import gzip
 import json
