@@ -6,7 +6,8 @@ BertPreTokenizer, WordPiece) computes, so that a model fine-tuned on that tokeni
    (matched before any normalization, as `tokenizers` matches added special tokens).
 2. Normalization and splitting, one code point at a time, by a table built here in Python with
    `unicodedata` (core TensorFlow has no Unicode normalization op): NUL, U+FFFD and control characters
-   (categories Cc, Cf, Cn, Co, Cs; tab, newline and carriage return excepted) are removed; whitespace
+   (categories Cc, Cf, Co; tab, newline and carriage return excepted) are removed (unassigned code points
+   stay, as in `tokenizers`; transformers' pure-Python BertTokenizer removes them too); whitespace
    becomes a space; CJK ideographs get a space on each side; with strip_accents, the NFD decomposition
    without its nonspacing marks (Mn); with lower_case, the lower case; then punctuation (ASCII
    punctuation and categories P*) gets a space on each side. The table is a sorted list of code-point
@@ -43,7 +44,7 @@ _SEGMENT_MARK = b"\xff"  # never in valid UTF-8: delimits the special tokens fou
 
 def _is_control(code_point: int) -> bool:
     return code_point in (0, 0xFFFD) or (code_point not in (0x9, 0xA, 0xD)
-                                         and unicodedata.category(chr(code_point)).startswith("C"))
+                                         and unicodedata.category(chr(code_point)) in ("Cc", "Cf", "Co"))
 
 
 def _is_cjk(code_point: int) -> bool:
@@ -61,7 +62,7 @@ def normalize_character(code_point: int, lower_case: bool, strip_accents: bool) 
 
     E.g. 'É' -> 'e' (uncased), '!' -> ' ! ', '中' -> ' 中 ', '\\t' -> ' ', a control character -> ''.
     """
-    if _is_control(code_point):
+    if _is_control(code_point) or 0xD800 <= code_point <= 0xDFFF:  # surrogates: never decoded from UTF-8
         return ""
     if code_point in _WHITESPACE:
         return " "
@@ -158,6 +159,7 @@ class WordPieceGraphTokenizer(GraphTokenizer):
         self._replacements = tf.constant(replacements or [""], tf.string)
 
     def export_facts(self) -> dict:
+        """lower_case and strip_accents: the normalization the vocab.txt does not say."""
         return {"lower_case": self.lower_case, "strip_accents": self.strip_accents}
 
     def split_words(self, texts: tf.Tensor) -> tf.RaggedTensor:
