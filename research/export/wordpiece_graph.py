@@ -196,13 +196,17 @@ class WordPieceGraphTokenizer(GraphTokenizer):
     def word_pieces(self, words: tf.Tensor) -> tf.RaggedTensor:
         """string [words] (normalized, no spaces) -> int32 ragged [words, (pieces)]: greedy longest match first.
 
-        A loop over piece positions, each step on the words not yet finished only: every candidate length
-        1..max_piece_length is looked up at once, the longest found is taken.
+        A word that is a vocabulary piece is that piece (the longest match at its start). The others go
+        through a loop over piece positions, each step on the words not yet finished only: every candidate
+        length 1..max_piece_length is looked up at once, the longest found is taken.
         """
         lengths = tf.strings.length(words, unit="UTF8_CHAR")
         num_words = tf.shape(words)[0]
         candidate_lengths = tf.range(1, self.max_piece_length + 1)
-        first = tf.cast(tf.where(lengths <= wordpiece.MAX_INPUT_CHARS_PER_WORD)[:, 0], tf.int32)
+        short = lengths <= wordpiece.MAX_INPUT_CHARS_PER_WORD
+        whole_ids = self._piece_ids.lookup(words)
+        whole = short & (whole_ids >= 0)
+        first = tf.cast(tf.where(short & ~whole)[:, 0], tf.int32)
 
         def step(k, active, position, failed, emitted_words, emitted_ids):
             word = tf.gather(words, active)
@@ -228,14 +232,16 @@ class WordPieceGraphTokenizer(GraphTokenizer):
 
         arrays = [tf.TensorArray(tf.int32, size=0, dynamic_size=True, infer_shape=False,
                                  element_shape=tf.TensorShape([None])) for _ in range(2)]
+        arrays[0] = arrays[0].write(0, tf.cast(tf.where(whole)[:, 0], tf.int32))
+        arrays[1] = arrays[1].write(0, tf.cast(tf.boolean_mask(whole_ids, whole), tf.int32))
         _, _, _, failed, emitted_words, emitted_ids = tf.while_loop(
             lambda k, active, *_: tf.size(active) > 0, step,
-            [tf.constant(0), first, tf.zeros_like(first), tf.zeros([num_words], tf.bool), *arrays],
+            [tf.constant(1), first, tf.zeros_like(first), tf.zeros([num_words], tf.bool), *arrays],
             shape_invariants=[tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None]),
                               tf.TensorShape([None]), tf.TensorShape(None), tf.TensorShape(None)])
-        word_of = self._concat(emitted_words)
-        piece_ids = self._concat(emitted_ids)
-        unknown = failed | (lengths > wordpiece.MAX_INPUT_CHARS_PER_WORD)
+        word_of = emitted_words.concat()
+        piece_ids = emitted_ids.concat()
+        unknown = failed | ~short
         kept = ~tf.gather(unknown, word_of)
         unknown_words = tf.cast(tf.where(unknown)[:, 0], tf.int32)
         word_of = tf.concat([tf.boolean_mask(word_of, kept), unknown_words], axis=0)
@@ -244,8 +250,3 @@ class WordPieceGraphTokenizer(GraphTokenizer):
         order = tf.argsort(word_of, stable=True)  # pieces were emitted step by step: stable keeps their order
         return tf.RaggedTensor.from_value_rowids(tf.gather(piece_ids, order), tf.cast(tf.gather(word_of, order), tf.int64),
                                                  nrows=tf.cast(num_words, tf.int64))
-
-    @staticmethod
-    def _concat(array: tf.TensorArray) -> tf.Tensor:
-        """The TensorArray's int32 vectors end to end; empty when none was written."""
-        return tf.cond(array.size() > 0, lambda: array.concat(), lambda: tf.zeros([0], tf.int32))

@@ -1,10 +1,14 @@
 """The in-graph WordPiece tokenizer against research.data.wordpiece (Hugging Face `tokenizers`) and the committed
 BertTokenizer ids of the shipped texts, cased and uncased; BERT's layout of its ids; its errors."""
+import gzip
+import json
+import shutil
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from data.test_wordpiece import chunk_hashes, reference, shipped_texts, vocab_file  # noqa: F401 (fixtures)
+from data.test_wordpiece import FIXTURE, VOCAB_GZ, chunk_hashes, shipped_texts
 from research.data import classification_input, wordpiece
 from research.export import graph_tokenizer, tokenizers
 from research.export.wordpiece_graph import WordPieceGraphTokenizer, normalize_character
@@ -20,8 +24,24 @@ TRICKY = [
 ]
 
 
+@pytest.fixture(scope="module", name="vocab_file")
+def fixture_vocab_file(tmp_path_factory):
+    """BERT's uncased vocab.txt (third_party/bert_vocab), unpacked."""
+    path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+    with gzip.open(VOCAB_GZ, "rb") as src, open(path, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return str(path)
+
+
+@pytest.fixture(scope="module", name="reference")
+def fixture_reference():
+    """BertTokenizer's ids of the shipped texts (tests/fixtures/interop/wordpiece_ids.json)."""
+    with open(FIXTURE, encoding="utf-8") as f:
+        return json.load(f)
+
+
 @pytest.fixture(scope="module", name="graph")
-def fixture_graph(vocab_file):  # noqa: F811
+def fixture_graph(vocab_file):
     """{(lower_case, strip_accents): (graph tokenize as a tf.function, the Python tokenizer)}."""
     made = {}
     for lower_case, strip_accents in ((True, None), (False, None), (True, False)):
@@ -53,7 +73,7 @@ def test_ids_equal_tokenizers_on_tricky_text(graph, setting):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lower_case", [True, False], ids=["uncased", "cased"])
-def test_ids_equal_bert_tokenizer_on_the_shipped_texts(graph, reference, lower_case):  # noqa: F811
+def test_ids_equal_bert_tokenizer_on_the_shipped_texts(graph, reference, lower_case):
     tokenize, _ = graph[(lower_case, None)]
     for name, lines in shipped_texts().items():
         expected = reference["texts"][f"{name}/{'uncased' if lower_case else 'cased'}"]
@@ -78,7 +98,7 @@ def test_normalization_of_single_characters():
     assert normalize_character(0x3000, True, True) == " " and normalize_character(ord("\t"), False, False) == " "
 
 
-def test_layout_equals_classification_input(graph, vocab_file):  # noqa: F811
+def test_layout_equals_classification_input(graph, vocab_file):
     tokenizer = WordPieceGraphTokenizer(vocab_file)
     python = graph[(True, None)][1]
     texts = ["Emma was handsome, clever, and rich.", "", "x" * 30 + " " + "words " * 20]
