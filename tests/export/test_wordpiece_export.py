@@ -1,11 +1,11 @@
 """A WordPiece model out, end to end as a user runs it: import a BERT checkpoint (the tiny Hugging Face fixture,
 vocabulary and ids unlike BERT's), fine-tune it for two steps and `--mode=export` it with research.main from a
-working directory of relative paths; export the imported masked-LM for fill-mask. A process that never imports
+working directory of relative paths; export the imported masked LM for fill-mask (with saved_model.export_model,
+the function --mode=export calls). A process that never imports
 `research` then classifies and fills masks on raw strings, as the in-process models do on the ids of
 research.data.wordpiece."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,7 +71,7 @@ def restore_run_model(run_dir):
         gin.clear_config(clear_constants=True)
 
 
-def model_inputs(word_ids, lengths, pad_id):
+def model_inputs(word_ids, lengths):
     longest = int(lengths.max())
     return {"input_word_ids": word_ids[:, :longest], "input_mask": (np.arange(longest) < lengths[:, None]).astype(
         np.int32), "input_type_ids": np.zeros_like(word_ids[:, :longest])}
@@ -80,9 +80,8 @@ def model_inputs(word_ids, lengths, pad_id):
 @pytest.fixture(scope="module", name="exported")
 def fixture_exported(tmp_path_factory):
     work = tmp_path_factory.mktemp("user")
-    shutil.copytree(FIXTURE, work / "hf_tiny")
-    imported = run("research.interop.import_checkpoint", "--source=hf_tiny", "--output_dir=pretrained/tiny", cwd=work)
-    assert imported.returncode == 0, imported.stderr[-3000:]
+    # The import's command line is tested in tests/interop; here its function, whose models serve fill-mask below.
+    result = importer.import_checkpoint(str(FIXTURE), str(work / "pretrained" / "tiny"))
     words = [f"w{i}" for i in range(20)]
     (work / "reviews.tsv").write_text("".join(f"{i % 2}\t{words[i % 20]} the {words[(3 * i) % 20]}s{i % 4} a\n"
                                               for i in range(40)), encoding="utf-8")
@@ -95,7 +94,6 @@ def fixture_exported(tmp_path_factory):
     assert f"saved model:      {work / 'runs' / 'tuned' / 'saved_model'}" in exported.stdout
 
     # Fill-mask: the imported encoder and masked-LM head, exported as --mode=export exports a pretrainer.
-    result = importer.import_checkpoint(str(FIXTURE), str(work / "again"))
     pretrainer = modeling.BertPretrainer(result["encoder"], mlm_head=result["masked_lm"])
     data = masked_lm.PretrainDataConfig(input_path="unused-*", seq_len=SEQ_LEN, vocab_size=64,
                                         vocab_file=result["vocab_file"], lower_case=True)
@@ -127,7 +125,7 @@ def test_classifier_equals_the_fine_tuned_model_on_python_tokenized_text(exporte
     tokenizer = exported["tokenizer"]
     word_ids, _, lengths = classification_input.encode_examples(
         [classification_input.Example(0, text) for text in TEXTS], tokenizer, SEQ_LEN)
-    inputs = model_inputs(word_ids, lengths, tokenizer.pad_id)
+    inputs = model_inputs(word_ids, lengths)
     outputs = exported["outputs"]
     np.testing.assert_array_equal(outputs["tokenize"]["input_word_ids"], inputs["input_word_ids"])
     np.testing.assert_array_equal(outputs["tokenize"]["input_mask"], inputs["input_mask"])
@@ -139,7 +137,7 @@ def test_classifier_equals_the_fine_tuned_model_on_python_tokenized_text(exporte
 
     pair_ids, pair_types, pair_lengths = classification_input.encode_examples(
         [classification_input.Example(0, a, b) for a, b in zip(*PAIRS)], tokenizer, SEQ_LEN)
-    pair_inputs = model_inputs(pair_ids, pair_lengths, tokenizer.pad_id)
+    pair_inputs = model_inputs(pair_ids, pair_lengths)
     pair_inputs["input_type_ids"] = pair_types[:, :int(pair_lengths.max())]
     np.testing.assert_allclose(outputs["pair"]["logits"], exported["classifier"](pair_inputs, training=False).numpy(),
                                atol=1e-5)
