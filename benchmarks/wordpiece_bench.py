@@ -2,7 +2,8 @@
 our in-graph WordPieceGraphTokenizer (plain TensorFlow ops, what an exported SavedModel runs), tensorflow-text's
 FastBertTokenizer (in-graph) and, when given, the project's sentencepiece tokenizer.
 
-    python benchmarks/wordpiece_bench.py [--rounds=3] [--lines=0] [--graph_batch=4096] [--spm_model=cache/demo/spm.model]
+    python benchmarks/wordpiece_bench.py [--rounds=3] [--lines=0] [--graph_batch=4096]
+        [--spm_model=cache/demo/spm.model]
 
 Each round runs every tokenizer once over the same lines, in turn, so that the machine's load falls on all
 of them alike; the median of the rounds is reported with the ratio to ours. tensorflow-text is optional
@@ -65,7 +66,8 @@ def make_candidates(vocab_file, spm_model, graph_batch):
         notes.append(f"tensorflow-text skipped: {error}")
     else:
         fast = tf_text.FastBertTokenizer(ours.vocab(), token_out_type=tf.int64, lower_case_nfd_strip_accents=True)
-        tf_text_tokenize = batched(tf.function(fast.tokenize), graph_batch)  # RaggedTensor int64 [batch, (tokens)]
+        # fast.tokenize: RaggedTensor int64 [batch, (tokens)]
+        tf_text_tokenize = batched(tf.function(fast.tokenize), graph_batch)
 
         candidates[f"tensorflow-text {tf_text.__version__} FastBertTokenizer (tf.function)"] = tf_text_tokenize
     if spm_model:

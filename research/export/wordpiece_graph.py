@@ -248,5 +248,6 @@ class WordPieceGraphTokenizer(GraphTokenizer):
         piece_ids = tf.concat([tf.boolean_mask(piece_ids, kept), tf.fill(tf.shape(unknown_words), self.unk_id)],
                               axis=0)
         order = tf.argsort(word_of, stable=True)  # pieces were emitted step by step: stable keeps their order
-        return tf.RaggedTensor.from_value_rowids(tf.gather(piece_ids, order), tf.cast(tf.gather(word_of, order), tf.int64),
+        return tf.RaggedTensor.from_value_rowids(tf.gather(piece_ids, order),
+                                                 tf.cast(tf.gather(word_of, order), tf.int64),
                                                  nrows=tf.cast(num_words, tf.int64))

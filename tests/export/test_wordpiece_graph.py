@@ -14,13 +14,14 @@ from research.export import graph_tokenizer, tokenizers
 from research.export.wordpiece_graph import WordPieceGraphTokenizer, normalize_character
 
 TRICKY = [
-    "", "   ", "\t\n", "a", "Hello, world! I'm fine.", "Emma  walks\tthrough\nthe garden...", "  leading and trailing  ",
-    "Café naïve résumé ÉCOLE Ångström", "İstanbul ΣΊΣΥΦΟΣ Straße ﬁne", "x\u0301y e\u0301\u0323", "中文字 and 日本語かな 한국어",
-    "\uf900 compatibility ideograph", "x" * 100, "x" * 101, "a" + "b" * 99 + " z", "unbelievablyhandsomeness",
-    "☃ snowman 🙂 \u0378 unassigned \ue000 private", "zero\u200bwidth soft\u00adhyphen ctrl\x07bell nul\x00x",
-    "nbsp\u00a0ideographic\u3000line\u2028para\u2029", "quick—brown “fox” … jumps ¿qué? «non»", "dog'sdinner!!!?",
-    "[MASK] the [CLS]x[SEP] [PAD][UNK] [mask] [MA\x00SK]", "1,000.50 $5 50% a@b.c #tag", "ǅ ǲ ᾈ Ω K Å",
-    "\u1fef varia \u037e greek question", "ｆｕｌｌ ｗｉｄｔｈ ½", "\ufffd replacement",
+    "", "   ", "\t\n", "a", "Hello, world! I'm fine.", "Emma  walks\tthrough\nthe garden...",
+    "  leading and trailing  ", "Café naïve résumé ÉCOLE Ångström", "İstanbul ΣΊΣΥΦΟΣ Straße ﬁne",
+    "x\u0301y e\u0301\u0323", "中文字 and 日本語かな 한국어", "\uf900 compatibility ideograph", "x" * 100, "x" * 101,
+    "a" + "b" * 99 + " z", "unbelievablyhandsomeness", "☃ snowman 🙂 \u0378 unassigned \ue000 private",
+    "zero\u200bwidth soft\u00adhyphen ctrl\x07bell nul\x00x", "nbsp\u00a0ideographic\u3000line\u2028para\u2029",
+    "quick—brown “fox” … jumps ¿qué? «non»", "dog'sdinner!!!?", "[MASK] the [CLS]x[SEP] [PAD][UNK] [mask] [MA\x00SK]",
+    "1,000.50 $5 50% a@b.c #tag", "ǅ ǲ ᾈ Ω K Å", "\u1fef varia \u037e greek question", "ｆｕｌｌ ｗｉｄｔｈ ½",
+    "\ufffd replacement",
 ]
 
 
