@@ -1,12 +1,15 @@
 """WordPiece tokenization speed on the shipped Austen text: ours (Hugging Face `tokenizers`, host side) beside
-tensorflow-text's FastBertTokenizer (in-graph) and, when given, the project's sentencepiece tokenizer.
+our in-graph WordPieceGraphTokenizer (plain TensorFlow ops, what an exported SavedModel runs), tensorflow-text's
+FastBertTokenizer (in-graph) and, when given, the project's sentencepiece tokenizer.
 
-    python benchmarks/wordpiece_bench.py [--rounds=3] [--lines=0] [--spm_model=cache/demo/spm.model]
+    python benchmarks/wordpiece_bench.py [--rounds=3] [--lines=0] [--graph_batch=4096]
+        [--spm_model=cache/demo/spm.model]
 
 Each round runs every tokenizer once over the same lines, in turn, so that the machine's load falls on all
 of them alike; the median of the rounds is reported with the ratio to ours. tensorflow-text is optional
 (`pip install --no-deps tensorflow-text==<your TF's minor>`): skipped with a note when it does not import.
-Also reports whether FastBertTokenizer's ids equal ours line for line (what an in-graph export would compute).
+Also reports whether the in-graph tokenizers' ids equal ours line for line (what an in-graph export computes).
+The in-graph tokenizers get --graph_batch lines per call, as a server would batch them.
 """
 import argparse
 import gzip
@@ -33,23 +36,38 @@ def bert_vocab(directory):
     return path
 
 
-def make_candidates(vocab_file, spm_model):
+def batched(graph, batch):
+    """callable(lines) -> list of id lists, calling the tf.function `graph` on `batch` lines at a time."""
+    import tensorflow as tf
+
+    def tokenize(lines):
+        ids = []
+        for start in range(0, len(lines), batch):
+            ids.extend(graph(tf.constant(lines[start:start + batch])).to_list())
+        return ids
+    return tokenize
+
+
+def make_candidates(vocab_file, spm_model, graph_batch):
     """{name: callable(lines) -> list of id lists}, and notes on what was skipped."""
+    import tensorflow as tf
+
     from research.data import wordpiece
+    from research.export.wordpiece_graph import WordPieceGraphTokenizer
     ours = wordpiece.WordPieceTokenizer(vocab_file, lower_case=True)
     candidates = {"ours: tokenizers (Rust, encode_batch)": ours.encode_batch}
+    in_graph = WordPieceGraphTokenizer(vocab_file, lower_case=True)
+    graph = tf.function(in_graph.tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
+    candidates["ours in graph: WordPieceGraphTokenizer (plain TF, tf.function)"] = batched(graph, graph_batch)
     notes = []
     try:
-        import tensorflow as tf
         import tensorflow_text as tf_text
     except ImportError as error:
         notes.append(f"tensorflow-text skipped: {error}")
     else:
         fast = tf_text.FastBertTokenizer(ours.vocab(), token_out_type=tf.int64, lower_case_nfd_strip_accents=True)
-        graph = tf.function(fast.tokenize)  # RaggedTensor int64 [batch, (tokens)]
-
-        def tf_text_tokenize(lines):
-            return graph(tf.constant(lines)).to_list()
+        # fast.tokenize: RaggedTensor int64 [batch, (tokens)]
+        tf_text_tokenize = batched(tf.function(fast.tokenize), graph_batch)
 
         candidates[f"tensorflow-text {tf_text.__version__} FastBertTokenizer (tf.function)"] = tf_text_tokenize
     if spm_model:
@@ -62,11 +80,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--lines", type=int, default=0, help="use only the first N non-empty lines (0: all)")
+    parser.add_argument("--graph_batch", type=int, default=4096, help="lines per call of the in-graph tokenizers")
     parser.add_argument("--spm_model", default="", help="also time this sentencepiece model")
     args = parser.parse_args()
     lines = austen_lines(args.lines)
     with tempfile.TemporaryDirectory() as scratch:
-        candidates, notes = make_candidates(bert_vocab(scratch), args.spm_model)
+        candidates, notes = make_candidates(bert_vocab(scratch), args.spm_model, args.graph_batch)
     for note in notes:
         print(note)
     outputs, seconds = {}, {name: [] for name in candidates}

@@ -2,9 +2,9 @@
 
 An exported SavedModel takes raw strings, so its tokenizer must be TensorFlow ops and tables saved
 with it. `GraphTokenizer` is the interface the exporter needs from one; `SentencepieceGraphTokenizer`
-(research/export/sentencepiece_graph.py) implements it in plain TensorFlow. Another vocabulary (a
-WordPiece `vocab.txt`, say) plugs in by subclassing `GraphTokenizer` and registering a builder in
-`research.export.tokenizers.graph_tokenizer_for`.
+(research/export/sentencepiece_graph.py) and `WordPieceGraphTokenizer` (research/export/wordpiece_graph.py)
+implement it in plain TensorFlow. Another kind of vocabulary plugs in by subclassing `GraphTokenizer` and
+registering a builder with `research.export.tokenizers.register`.
 
 The layout functions mirror `research.data.classification_input.encode_examples`:
   single  [CLS] a [SEP]            input_type_ids 0 ... 0
@@ -41,6 +41,10 @@ class GraphTokenizer(tf.Module, abc.ABC):
     @abc.abstractmethod
     def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """string [batch] -> int32 ragged [batch, (tokens)], without special tokens."""
+
+    def export_facts(self) -> dict:
+        """Settings for the export's export_info.json that the vocabulary file does not hold (none here)."""
+        return {}
 
     def id_to_token(self, ids: tf.Tensor) -> tf.Tensor:
         """int [...] -> string [...]: the token text of each id."""

@@ -21,6 +21,7 @@ from absl import logging
 from research import modeling
 from research.core.config_definitions import require
 from research.export import serving, tokenizers
+from research.export.wordpiece_graph import WordPieceGraphTokenizer
 from research.ops import backend as ops_backend
 
 INFO_FILE = "export_info.json"
@@ -38,7 +39,8 @@ class ExportConfig:
       checkpoint: '' for the latest checkpoint of model_dir, 'best' for the best-checkpoint exporter's
         (model_dir/<best_checkpoint_export_subdir>), or a checkpoint path or directory.
       top_k: fill-mask candidates per mask.
-      tokenizer_model: the vocabulary file (sentencepiece .model); '' takes the task data's spm_model.
+      tokenizer_model: the vocabulary file: a sentencepiece .model, or a WordPiece vocab.txt (lower-cased as
+        the task data's lower_case says); '' takes the task data's spm_model or vocab_file.
       seq_len: the most tokens per text; 0 takes the task data's seq_len.
     """
     export_dir: str = ""
@@ -69,7 +71,8 @@ def build_serving(model: keras.Model, task_config, *, tokenizer_model: str = "",
 
     Args:
       model: the built model, weights loaded.
-      task_config: its task's config (num_classes; the data config's spm_model and seq_len).
+      task_config: its task's config (num_classes; the data config's spm_model or vocab_file and
+        lower_case, and seq_len).
       tokenizer_model, seq_len: overrides of the data config's (see ExportConfig).
       top_k: fill-mask candidates per mask.
 
@@ -77,16 +80,21 @@ def build_serving(model: keras.Model, task_config, *, tokenizer_model: str = "",
       TypeError: a model of another kind.
       ValueError: no tokenizer or seq_len known (names the binding to set).
     """
+    data = None if tokenizer_model and seq_len else _data_config(task_config)
     if not tokenizer_model:
-        tokenizer_model = getattr(_data_config(task_config), "spm_model", "")
+        tokenizer_model = getattr(data, "spm_model", "") or getattr(data, "vocab_file", "")
         if not tokenizer_model:
-            raise ValueError("the task's data config has an empty spm_model, so the export does not know the "
-                             "tokenizer: bind SPM_MODEL (or saved_model.ExportConfig.tokenizer_model) to the "
-                             "encoder's sentencepiece model")
+            raise ValueError("the task's data config has an empty spm_model and vocab_file, so the export does "
+                             "not know the tokenizer: bind SPM_MODEL (a sentencepiece model) or VOCAB_FILE (a "
+                             "WordPiece vocab.txt, with LOWER_CASE), or saved_model.ExportConfig.tokenizer_model, "
+                             "to the encoder's vocabulary")
     if not tf.io.gfile.exists(tokenizer_model):
         raise FileNotFoundError(f"tokenizer model {tokenizer_model!r} does not exist")
-    seq_len = seq_len or getattr(_data_config(task_config), "seq_len", 0)
-    tokenizer = tokenizers.graph_tokenizer_for(tokenizer_model)
+    seq_len = seq_len or getattr(data, "seq_len", 0)
+    tokenizer = tokenizers.graph_tokenizer_for(tokenizer_model, lower_case=getattr(data, "lower_case", True))
+    if isinstance(tokenizer, WordPieceGraphTokenizer) and not hasattr(data, "lower_case"):
+        raise ValueError(f"the export of the WordPiece vocabulary {tokenizer_model!r} needs to know whether it "
+                         "lower-cases: the task's data config (with lower_case) must be bound")
     if isinstance(model, modeling.BertClassifier):
         return serving.ClassifierServing(model, task_config.num_classes, tokenizer, seq_len)
     if isinstance(model, modeling.BertPretrainer):
@@ -144,7 +152,7 @@ def save(module, export_dir: str, info: dict | None = None) -> str:
         tf.io.gfile.copy(vocabulary_file, os.path.join(extra, os.path.basename(vocabulary_file)), overwrite=True)
     facts = {"kind": "classifier" if isinstance(module, serving.ClassifierServing) else "fill_mask",
              "signatures": sorted(functions), "seq_len": module.seq_len, "vocab_size": tokenizer.vocab_size,
-             "tokenizer": type(tokenizer).__name__, "vocabulary_file": vocabulary_file,
+             "tokenizer": type(tokenizer).__name__, "vocabulary_file": vocabulary_file, **tokenizer.export_facts(),
              **({"num_classes": module.num_classes} if isinstance(module, serving.ClassifierServing)
                 else {"top_k": module.top_k}), **(info or {})}
     with tf.io.gfile.GFile(os.path.join(extra, INFO_FILE), "w") as info_file:

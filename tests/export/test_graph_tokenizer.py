@@ -90,5 +90,6 @@ def test_unsupported_models_are_refused_naming_the_setting(tmp_path, corpus_file
                                    minloglevel=2)
     with pytest.raises(ValueError, match="model_type BPE"):
         SentencepieceGraphTokenizer(f"{prefix}.model")
-    with pytest.raises(ValueError, match="no in-graph tokenizer reads 'vocab.txt'; supported: sentencepiece"):
-        tokenizers.graph_tokenizer_for("vocab.txt")
+    with pytest.raises(ValueError, match=r"no in-graph tokenizer reads 'tokenizer.json'; supported: sentencepiece "
+                                         r"\(.model\), WordPiece"):
+        tokenizers.graph_tokenizer_for("tokenizer.json")
