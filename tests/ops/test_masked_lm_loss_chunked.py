@@ -137,3 +137,19 @@ def test_unknown_backend_is_named():
     hidden, table, bias, labels, weights = make_inputs(np.random.RandomState(1), 4, 8, 20)
     with pytest.raises(ValueError, match=r"backend must be one of .*'chunked'.*got 'xla'"):
         ops.masked_lm_loss(hidden, table, bias, labels, weights, backend="xla")
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_under_xla_bfloat16_matmuls_match_the_reference(dtype):
+    """The softmax XLA compiles (written out as reductions) against the reference, with bfloat16 products."""
+    rng = np.random.RandomState(15)
+    inputs = make_inputs(rng, 70, 48, 301, scale=0.3)
+    upstream = rng.randn(70).astype(np.float32)  # not one constant: the recomputing pass runs too
+    args = [tf.constant(x, dtype=dtype) for x in inputs[:3]]
+    loss, ids, grads = _step("auto", inputs, upstream, True, chunk_rows=16, matmul_dtype=tf.bfloat16)(*args)
+    reference = run("reference", *inputs, dtype=dtype, matmul_dtype=tf.bfloat16, upstream=upstream)
+    np.testing.assert_allclose(loss.numpy(), reference[0], rtol=2e-2, atol=2e-2)
+    for gc, gr in zip(grads, reference[2]):
+        gr_scale = max(1.0, np.abs(gr).max())
+        np.testing.assert_allclose(tf.cast(gc, tf.float32).numpy(), gr, rtol=2e-2, atol=2e-2 * gr_scale)
+    assert ids.shape == (70,) and np.all(ids[inputs[4] == 0] == -1)
