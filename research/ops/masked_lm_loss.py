@@ -43,10 +43,10 @@ from tensorflow.python.util import _pywrap_util_port
 
 from research.ops import backend as backend_lib
 from research.ops.masked_lm_loss_chunked import masked_lm_loss_chunked, zeros
-from research.ops.masked_lm_loss_chunked import vocabulary_slices as _vocabulary_slices
 
 OP_NAME = "Research>SoftmaxXentChunk"
 CHUNK_MB = 48  # float32 logits per chunk when chunk_rows = 0
+SLICE_MB = 12  # float32 table-gradient rows per update by slices (where oneDNN cannot add in place)
 _KERNEL_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
 MATMUL_DTYPES = (tf.float32, tf.bfloat16)
 # The shared switch plus 'chunked': the head in plain TensorFlow ops (masked_lm_loss_chunked.py), which
@@ -302,3 +302,12 @@ def _masked_lm_loss_reference(hidden, embedding_table, output_bias, labels, weig
     loss = weights * xent
     predicted = tf.where(weights != 0, tf.argmax(logits, axis=-1, output_type=tf.int32), -1)
     return loss, predicted
+
+
+def _vocabulary_slices(table):
+    """Static [v0, v1) ranges splitting the table gradient's per-chunk product into parts of about SLICE_MB."""
+    vocab_size, width = table.shape
+    if vocab_size is None or width is None:
+        return None
+    parts = max(1, min(vocab_size, -(-vocab_size * width * 4 // (SLICE_MB << 20))))
+    return [(vocab_size * p // parts, vocab_size * (p + 1) // parts) for p in range(parts)]

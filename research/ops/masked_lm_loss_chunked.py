@@ -6,10 +6,10 @@ without a custom kernel, so that XLA compiles it (`jit_compile=True`, TPU) and i
 
     for each chunk of `rows` rows (a `tf.while_loop`, one chunk at a time):
         L = H_c E^T + b                                   # [rows, V] float32, the whole vocabulary
-        loss_c, P = SparseSoftmaxCrossEntropyWithLogits(L, labels_c)   # P = softmax(L) - onehot
-        predicted_c = argmax(L)
-        G = w_c P                                          # the gradient of sum(loss) w.r.t. L
-        dH_c = G E;  dE += G^T H_c;  db += sum_rows(G)     # accumulated per chunk
+        m = max_v L;  s = sum_v exp(L - m)                # per row
+        loss_c = m + log s - L[label];  predicted_c = argmax(L)
+        G = w_c (exp(L - m - log s) - onehot)             # the gradient of sum(loss) w.r.t. L
+        dH_c = G E;  dE += G^T H_c;  db += sum_rows(G)    # accumulated per chunk
 
 An exact softmax per chunk (every row meets the whole vocabulary in one block, so no running max is
 needed), the gradients of sum(loss) produced in the same pass: three matrix products a step, as the
@@ -17,6 +17,14 @@ explicit-logits twin does, with O(rows * V + V * D) memory instead of O(N * V). 
 scales them by the upstream gradient when it is one constant over the weighted rows (any
 `sum(loss) * c`); any other upstream gradient is handled exactly by a second, recomputing pass. With
 `training=False` the pass skips the gradients and a gradient taken anyway recomputes them.
+
+Under XLA the softmax is written out as above (reductions over L and one element-wise expression for
+G, with the label's logit gathered): XLA fuses it into two [rows, V] buffers a chunk, G written over
+the product's, where `SparseSoftmaxCrossEntropyWithLogits` lowers to about twice the passes and
+buffers. Outside XLA that fused TensorFlow kernel is the faster form and is used. The table gradient
+grows by one [V, D] product a chunk, which XLA adds into the loop-carried accumulator in place.
+Chunks of about CHUNK_MB MB of logits (304 rows at V = 30522): under XLA at N = 19456, D = 768 the
+training step allocates 13% of the [N, V] logits (benchmarks/RESULTS.md); 512 rows would cost 16%.
 
 Rows are walked in equal chunks (a divisor of N when N is static and has one near the target,
 otherwise the rows are zero-padded to a whole number of chunks): XLA needs static slice sizes. Zero-
@@ -31,8 +39,7 @@ import tensorflow as tf
 
 from research.ops import backend as backend_lib
 
-CHUNK_MB = 32  # float32 logits per chunk when chunk_rows = 0
-SLICE_MB = 12  # float32 table-gradient rows per update by slices (here under XLA; the native head's too)
+CHUNK_MB = 36  # float32 logits per chunk when chunk_rows = 0
 
 
 def chunk_rows_for(num_rows: int | None, vocab_size: int | None, chunk_rows: int = 0) -> int:
@@ -124,9 +131,7 @@ class _Walk:
         # loop-dependent offset would make XLA pad the whole [N, D] input to guard its bounds).
         self.hidden_chunks = self._chunks(tf.cast(hidden, matmul_dtype), [self.width])
         self.label_chunks = self._chunks(labels, [])
-        # Under XLA the table gradient grows by vocabulary slices updated in place (a whole [V, D] product
-        # per chunk would be a [V, D] temporary); elsewhere in one product added in place by TensorFlow.
-        self.slices = vocabulary_slices(table) if backend_lib.in_xla_context() else None
+        self.fusible_softmax = backend_lib.in_xla_context()
 
     def _chunks(self, x, inner):
         """x [N, ...] as [num_chunks, rows, ...], zero-padded."""
@@ -147,19 +152,23 @@ class _Walk:
             hidden_c, labels_c, weights_c = (tf.gather(x, i) for x in (self.hidden_chunks, self.label_chunks,
                                                                           weight_chunks))
             logits = tf.cast(tf.matmul(hidden_c, self.table_mm, transpose_b=True), tf.float32) + self.bias
-            xent, softmax_minus_onehot = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=logits,
-                                                                                       labels=labels_c)
+            if self.fusible_softmax:
+                xent, g = _fusible_softmax_xent(logits, labels_c, weights_c, gradient=table_gradients)
+            else:
+                xent, softmax_minus_onehot = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=logits,
+                                                                                           labels=labels_c)
+                g = softmax_minus_onehot * weights_c[:, tf.newaxis]
             outputs = [i + 1, losses.write(i, weights_c * xent),
                        predictions.write(i, tf.argmax(logits, axis=-1, output_type=tf.int32))]
             if not table_gradients:
                 return outputs
-            g = softmax_minus_onehot * weights_c[:, tf.newaxis]
             g_mm = tf.cast(g, mm)
             grads = list(grads)
             if hidden_gradient:
                 outputs.append(grads.pop(0).write(i, tf.cast(tf.matmul(g_mm, self.table_mm), tf.float32)))
             d_table, d_bias = grads
-            outputs += [self._accumulate_table_gradient(d_table, g_mm, hidden_c), d_bias + tf.reduce_sum(g, axis=0)]
+            d_table += tf.cast(tf.matmul(g_mm, hidden_c, transpose_a=True), tf.float32)
+            outputs += [d_table, d_bias + tf.reduce_sum(g, axis=0)]
             return outputs
 
         loop_vars = [tf.constant(0), self._array(tf.float32, [rows]), self._array(tf.int32, [rows])]
@@ -184,25 +193,6 @@ class _Walk:
     def _array(self, dtype, shape):
         return tf.TensorArray(dtype, size=self.num_chunks, element_shape=shape)
 
-    def _accumulate_table_gradient(self, d_table, g_mm, hidden_c):
-        """d_table [V, D] + G^T H_c, float32."""
-        if self.slices is None:
-            return d_table + tf.cast(tf.matmul(g_mm, hidden_c, transpose_a=True), tf.float32)
-        for v0, v1 in self.slices:  # XLA: each a dynamic-update-slice in place
-            update = d_table[v0:v1] + tf.cast(tf.matmul(g_mm[:, v0:v1], hidden_c, transpose_a=True), tf.float32)
-            d_table = tf.raw_ops.TensorStridedSliceUpdate(input=d_table, begin=[v0, 0], end=[v1, self.static_width],
-                                                          strides=[1, 1], value=update)
-        return d_table
-
-
-def vocabulary_slices(table):
-    """Static [v0, v1) ranges splitting the table gradient's per-chunk product into parts of about SLICE_MB."""
-    vocab_size, width = table.shape
-    if vocab_size is None or width is None:
-        return None
-    parts = max(1, min(vocab_size, -(-vocab_size * width * 4 // (SLICE_MB << 20))))
-    return [(vocab_size * p // parts, vocab_size * (p + 1) // parts) for p in range(parts)]
-
 
 def zeros(shape):
     """A float32 zero accumulator that Grappler cannot fold into a constant (a constant's buffer is never
@@ -210,3 +200,17 @@ def zeros(shape):
     branch beside a while loop breaks Grappler's topological sort). XLA compiles it as zeros."""
     return tf.raw_ops.Empty(shape=tf.stack(shape) if isinstance(shape, (list, tuple)) else shape, dtype=tf.float32,
                             init=True)
+
+
+def _fusible_softmax_xent(logits, labels, weights, *, gradient):
+    """(xent float32 [r], not yet weighted; G = weights (softmax - onehot) float32 [r, V], or None without
+    `gradient`) of logits float32 [r, V], labels int32 [r], weights float32 [r]: reductions and one
+    element-wise expression over the logits, which XLA fuses best (see the module doc)."""
+    largest = tf.reduce_max(logits, axis=1, keepdims=True)
+    log_normalizer = largest + tf.math.log(tf.reduce_sum(tf.exp(logits - largest), axis=1, keepdims=True))
+    label_logit = tf.gather(logits, labels[:, tf.newaxis], batch_dims=1)
+    xent = (log_normalizer - label_logit)[:, 0]
+    if not gradient:
+        return xent, None
+    onehot = tf.cast(tf.equal(tf.range(tf.shape(logits)[1])[tf.newaxis, :], labels[:, tf.newaxis]), tf.float32)
+    return xent, (tf.exp(logits - log_normalizer) - onehot) * weights[:, tf.newaxis]
