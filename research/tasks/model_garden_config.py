@@ -19,8 +19,9 @@ What maps to what:
     `use_next_sentence_label`, `seed`; the vocabulary size comes from the encoder. Our records hold
     unmasked ids and are masked in the input pipeline: records written for Model Garden (pre-masked) must
     be rebuilt with `research.data.build_pretraining_data`.
-  * sentence-prediction data -> `ClassificationDataConfig`; our classifier input is a TSV file with a
-    sentencepiece model, given as `spm_model` (a key Model Garden does not have).
+  * sentence-prediction data -> `ClassificationDataConfig`: Model Garden's TFRecords of tokenized examples
+    (`file_type='tfrecord'`, `label_field`, `label_type`, `include_example_id`), or our TSV input when the
+    dict has `spm_model` (a key Model Garden does not have: the sentencepiece model that tokenizes it).
   * `trainer.optimizer_config` (`optimizer`, `learning_rate`, `warmup`) -> `OptimizerConfig`; the
     trainer's schedule fields keep their names; `runtime.mixed_precision_dtype` / `loss_scale` ->
     `RuntimeConfig`.
@@ -152,16 +153,42 @@ def pretrain_data_config(data: dict | None, vocab_size: int) -> masked_lm.Pretra
 
 
 def classification_data_config(data: dict | None) -> sentence_prediction.ClassificationDataConfig | None:
-    """Model Garden `SentencePredictionDataConfig` dict (plus our `spm_model`) -> ClassificationDataConfig
-    (one already translated passes through)."""
+    """Model Garden `SentencePredictionDataConfig` dict -> ClassificationDataConfig (one already translated
+    passes through).
+
+    Without our `spm_model` key the data is Model Garden's: TFRecords of tokenized examples
+    (`file_type='tfrecord'`, its default), read as there with `label_field`, `label_type` and
+    `include_example_id`, padded to `seq_length` (pad_to='max'). With `spm_model` it is our TSV.
+    `drop_remainder` is honoured as far as it can matter here: training data repeats forever (no partial
+    batch either way) and evaluation data keeps its last partial batch, so only drop_remainder=False is
+    accepted for evaluation data (Model Garden's default True would drop it).
+    """
     if data is None or isinstance(data, sentence_prediction.ClassificationDataConfig):
         return data
-    known = {"input_path", "global_batch_size", "is_training", "seq_length", "seed", "spm_model"}
+    data = dict(data)
+    known = {"input_path", "global_batch_size", "is_training", "seq_length", "seed", "spm_model", "file_type",
+             "label_field", "label_type", "include_example_id", "drop_remainder"}
     _unknown("data", data, known)
-    return sentence_prediction.ClassificationDataConfig(
-        input_path=_path(data.get("input_path", "")), spm_model=data.get("spm_model", ""),
-        global_batch_size=data.get("global_batch_size", 32), is_training=data.get("is_training", True),
-        seq_len=data.get("seq_length", 128), seed=data.get("seed") or 0)
+    is_training = data.get("is_training", True)
+    if not is_training and data.get("drop_remainder", True):
+        raise ValueError("Model Garden data drop_remainder=True for evaluation data (is_training=False) has no "
+                         "counterpart here: evaluation keeps the last partial batch; set drop_remainder=False")
+    fields = dict(input_path=_path(data.get("input_path", "")), global_batch_size=data.get("global_batch_size", 32),
+                  is_training=is_training, seq_len=data.get("seq_length", 128), seed=data.get("seed") or 0,
+                  label_type=data.get("label_type"))
+    file_type = data.get("file_type", "tsv" if "spm_model" in data else "tfrecord")
+    if file_type == "tsv":
+        fields["spm_model"] = data.get("spm_model", "")
+    elif file_type == "tfrecord":
+        if data.get("spm_model"):
+            raise ValueError("Model Garden data file_type='tfrecord' holds tokenized records: drop spm_model (it "
+                             "tokenizes our TSV input)")
+        fields.update(file_type="tfrecord", pad_to="max", label_field=data.get("label_field", "label_ids"),
+                      include_example_id=data.get("include_example_id", False))
+    else:
+        raise ValueError(f"Model Garden data file_type {file_type!r} has no counterpart here for sentence prediction: "
+                         "use 'tfrecord' (Model Garden's records) or our TSV with spm_model")
+    return sentence_prediction.ClassificationDataConfig(**fields)
 
 
 def _path(input_path) -> str:
