@@ -13,7 +13,9 @@ What maps to what:
   * `task.model.encoder` (`type: bert`, `bert: {...}`) -> a `BertEncoder` built with Model Garden's meaning
     of each field (`dropout_rate`, `hidden_activation`, `max_position_embeddings`, `initializer_range`,
     `embedding_size`, ...); `task.model.cls_heads` -> `ClassificationHead`s; the model field of our task
-    configs is a builder (`functools.partial`) over these.
+    configs is a `ModelBuilder`: called, it builds the model; read, it answers Model Garden's reads of
+    the model config (`config.model.encoder.get().vocab_size`, `config.model.num_classes`), its
+    defaults filled in.
   * masked-LM `train_data` / `validation_data` (`BertPretrainDataConfig`) -> `PretrainDataConfig`:
     `seq_length` -> `seq_len`, `max_predictions_per_seq`, `global_batch_size`, `is_training`,
     `use_next_sentence_label`, `seed`; the vocabulary size comes from the encoder. Our records hold
@@ -30,8 +32,6 @@ raise ValueError naming the key; keys we do not know raise too, so that nothing 
 that only say where or how the job runs (`runtime.distribution_strategy`, `tpu`, ...) are logged with the
 flag of `research.main` that does the same.
 """
-import functools
-
 import keras
 from absl import logging
 
@@ -87,6 +87,54 @@ def _one_of(section: str, value: dict) -> tuple[str, dict]:
     return kind, dict(value.get(kind) or {})
 
 
+# Model Garden's BertEncoderConfig defaults, for the fields translated here.
+BERT_ENCODER_DEFAULTS = {"vocab_size": 30522, "hidden_size": 768, "num_layers": 12, "num_attention_heads": 12,
+                         "hidden_activation": "gelu", "intermediate_size": 3072, "dropout_rate": 0.1,
+                         "attention_dropout_rate": 0.1, "max_position_embeddings": 512, "type_vocab_size": 2,
+                         "initializer_range": 0.02, "embedding_size": None}
+
+
+class ConfigView:
+    """Read-only attribute access to a Model Garden config dict (nested dicts are views too); a one-of
+    config (`{'type': t, t: {...}}`) answers `.get()` with the chosen config, as Model Garden's OneOfConfig."""
+
+    def __init__(self, values: dict, defaults: dict | None = None):
+        object.__setattr__(self, "_values", {**(defaults or {}), **values})
+
+    def __getattr__(self, name):
+        values = object.__getattribute__(self, "_values")
+        if name not in values:
+            raise AttributeError(f"Model Garden config has no field {name!r} here; it has {sorted(values)}")
+        value = values[name]
+        return ConfigView(value) if isinstance(value, dict) else value
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"a translated Model Garden config is read-only (setting {name!r}): translate the "
+                             "changed Model Garden config again")
+
+    def get(self):
+        """The chosen config of a one-of config, with Model Garden's defaults for a 'bert' encoder."""
+        values = object.__getattribute__(self, "_values")
+        if "type" not in values:
+            raise AttributeError(f"get() reads a Model Garden one-of config ({{'type': ...}}), not {sorted(values)}")
+        chosen = dict(values.get(values["type"]) or {})
+        return ConfigView(chosen, BERT_ENCODER_DEFAULTS if values["type"] == "bert" else None)
+
+    def as_dict(self) -> dict:
+        return dict(object.__getattribute__(self, "_values"))
+
+
+class ModelBuilder(ConfigView):
+    """A task config's `model`: calling it builds the model from the Model Garden model config it reads as."""
+
+    def __init__(self, build, model: dict):
+        super().__init__(model)
+        object.__setattr__(self, "_build", build)
+
+    def __call__(self):
+        return object.__getattribute__(self, "_build")(self.as_dict())
+
+
 def encoder_kwargs(encoder: dict) -> dict:
     """Model Garden `EncoderConfig` (`{'type': 'bert', 'bert': {...}}`) -> `BertEncoder` keyword arguments."""
     kind, fields = _one_of("task.model.encoder", encoder)
@@ -96,16 +144,14 @@ def encoder_kwargs(encoder: dict) -> dict:
              "intermediate_size", "dropout_rate", "attention_dropout_rate", "max_position_embeddings",
              "type_vocab_size", "initializer_range", "embedding_size"}
     _unknown("encoder", fields, known)
-    kwargs = dict(vocab_size=fields.get("vocab_size", 30522), hidden_size=fields.get("hidden_size", 768),
-                  num_layers=fields.get("num_layers", 12), num_attention_heads=fields.get("num_attention_heads", 12),
-                  inner_dim=fields.get("intermediate_size", 3072),
-                  inner_activation=fields.get("hidden_activation", "gelu"),
-                  output_dropout=fields.get("dropout_rate", 0.1),
-                  attention_dropout=fields.get("attention_dropout_rate", 0.1),
-                  max_sequence_length=fields.get("max_position_embeddings", 512),
-                  type_vocab_size=fields.get("type_vocab_size", 2),
-                  initializer=keras.initializers.TruncatedNormal(stddev=fields.get("initializer_range", 0.02)),
-                  embedding_width=fields.get("embedding_size"))
+    fields = {**BERT_ENCODER_DEFAULTS, **fields}
+    kwargs = dict(vocab_size=fields["vocab_size"], hidden_size=fields["hidden_size"], num_layers=fields["num_layers"],
+                  num_attention_heads=fields["num_attention_heads"], inner_dim=fields["intermediate_size"],
+                  inner_activation=fields["hidden_activation"], output_dropout=fields["dropout_rate"],
+                  attention_dropout=fields["attention_dropout_rate"],
+                  max_sequence_length=fields["max_position_embeddings"], type_vocab_size=fields["type_vocab_size"],
+                  initializer=keras.initializers.TruncatedNormal(stddev=fields["initializer_range"]),
+                  embedding_width=fields["embedding_size"])
     return kwargs
 
 
@@ -205,7 +251,7 @@ def masked_lm_config(task: dict) -> masked_lm.MaskedLMConfig:
     model.setdefault("cls_heads", [])
     vocab_size = encoder_kwargs(model.get("encoder") or {"type": "bert"})["vocab_size"]
     return masked_lm.MaskedLMConfig(
-        model=functools.partial(build_pretrainer, model),
+        model=ModelBuilder(build_pretrainer, model),
         train_data=pretrain_data_config(task.get("train_data"), vocab_size),
         validation_data=pretrain_data_config(task.get("validation_data"), vocab_size),
         init_checkpoint=task.get("init_checkpoint", ""), scale_loss=task.get("scale_loss", False))
@@ -219,7 +265,7 @@ def sentence_prediction_config(task: dict) -> sentence_prediction.SentencePredic
     if not model.get("num_classes"):
         raise ValueError("Model Garden task.model.num_classes must be set (>= 1) for sentence prediction")
     return sentence_prediction.SentencePredictionConfig(
-        model=functools.partial(build_classifier, model), num_classes=model["num_classes"],
+        model=ModelBuilder(build_classifier, model), num_classes=model["num_classes"],
         train_data=classification_data_config(task.get("train_data")),
         validation_data=classification_data_config(task.get("validation_data")),
         init_checkpoint=task.get("init_checkpoint", ""), init_cls_pooler=task.get("init_cls_pooler", False),
