@@ -55,7 +55,7 @@ def load_records(input_path: str, *, seq_len: int = 128, batch_size: int = 32, i
     """Reads Model Garden classification TFRecords into batches (see the module docstring).
 
     Args:
-      input_path: TFRecord files: comma-separated paths or globs.
+      input_path: TFRecord files: comma-separated paths or globs, read one after the other in that order.
       seq_len: the length every record's id lists have (Model Garden's `seq_length`).
       batch_size: the global batch size; with `input_context`, each pipeline batches its replica's share.
       is_training: shuffle (seeded), repeat forever and keep static full batches; otherwise one ordered
@@ -76,7 +76,7 @@ def load_records(input_path: str, *, seq_len: int = 128, batch_size: int = 32, i
     files = _files(input_path)
     split = input_sharding.resolve(sharding, len(files), input_context, is_training=is_training, source=input_path)
     dataset = input_sharding.shard_files(tf.data.Dataset.from_tensor_slices(files), split, input_context)
-    dataset = input_sharding.shard_elements(dataset.interleave(tf.data.TFRecordDataset, deterministic=True),
+    dataset = input_sharding.shard_elements(dataset.flat_map(tf.data.TFRecordDataset),
                                             split, input_context)
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
