@@ -221,6 +221,7 @@ class GaussianProcessClassificationHead(ClassificationHead):
                          activation=activation, dropout_rate=dropout_rate, initializer=initializer, **kwargs)
         self.use_spec_norm, self.use_gp_layer, self.temperature = use_spec_norm, use_gp_layer, temperature
         if use_gp_layer:
+            self._tracker.untrack(self.out_proj)  # ClassificationHead's output dense, replaced by the GP
             self.out_proj = RandomFeatureGaussianProcess(
                 num_classes, kernel_initializer=layers.clone_initializer(self.initializer), name="logits",
                 **self.gp_layer_kwargs)

@@ -29,6 +29,7 @@ def test_head_in_a_bert_classifier_and_its_config_round_trip(inner_dim):
     assert clone.classifier.gp_layer_kwargs["num_inducing"] == 32
     if inner_dim:
         assert isinstance(head.dense, sngp.SpectralNormDense)
+    assert all(layer.built for layer in head._flatten_layers())  # no leftover output dense
 
 
 def test_training_updates_the_precision_and_inference_gives_the_covariance():
