@@ -28,9 +28,10 @@
   Keras' order of operations in `apply`: unscale (fixed loss scale), `global_clipnorm` clipping (on the
   per-replica gradient under tf.distribute), decoupled weight decay `var -= lr * rate * var`, all-reduce,
   DP clip and noise, then the update rule.
-* float16 wraps the optimizer in `keras.optimizers.LossScaleOptimizer` (dynamic loss scale). A numeric
-  `loss_scale` uses Keras 3's fixed scaling instead, `loss_scale_factor` on the optimizer itself, because
-  `LossScaleOptimizer` always adjusts its scale. Either way, train steps call `optimizer.scale_loss(loss)`.
+* float16 wraps the optimizer in `research.core.loss_scale.LossScaleOptimizer` (a Keras 3
+  `LossScaleOptimizer` with Model Garden's `dynamic` / `initial_scale` / `dynamic_growth_steps`): dynamic for
+  `loss_scale` None or 'dynamic', fixed at a numeric `loss_scale` (`dynamic=False`: every step's gradients
+  are unscaled and applied, as with Keras 3's `loss_scale_factor`). Train steps call `optimizer.scale_loss(loss)`.
 """
 import dataclasses
 import math
@@ -42,6 +43,7 @@ import keras
 import tensorflow as tf
 
 from research import ops
+from research.core import loss_scale
 
 OPTIMIZER_TYPES = ("adamw", "lamb", "sgd")
 DECAYS = ("polynomial", "cosine", "constant")
@@ -430,9 +432,9 @@ def create_optimizer(optimizer_config, runtime_config=None, dp_config=None):
 
     Args:
       optimizer_config: an `OptimizerConfig`.
-      runtime_config: a `RuntimeConfig` or None (float32). float16 wraps the optimizer in a dynamic
-        `keras.optimizers.LossScaleOptimizer`, or sets a fixed `loss_scale_factor` when `loss_scale` is a
-        number. The global dtype policy is not touched: see `set_precision_policy`.
+      runtime_config: a `RuntimeConfig` or None (float32). float16 wraps the optimizer in a
+        `loss_scale.LossScaleOptimizer`: dynamic (`loss_scale` None or 'dynamic') or fixed at a numeric
+        `loss_scale`, as Model Garden's. The global dtype policy is not touched: see `set_precision_policy`.
       dp_config: a `DifferentialPrivacyConfig` or None.
 
     Returns:
@@ -443,10 +445,8 @@ def create_optimizer(optimizer_config, runtime_config=None, dp_config=None):
         raise TypeError(f"optimizer_config must be an OptimizerConfig, got {type(config).__name__}.")
     runtime_config = runtime_config or RuntimeConfig()
     float16 = runtime_config.mixed_precision_dtype == "float16"
-    fixed_scale = runtime_config.loss_scale if float16 and _is_number(runtime_config.loss_scale) else None
     kwargs = dict(learning_rate=warmup_decay_schedule(config), global_clipnorm=config.global_clipnorm,
-                  loss_scale_factor=fixed_scale, exclude_from_weight_decay_patterns=config.exclude_from_weight_decay,
-                  name=config.type)
+                  exclude_from_weight_decay_patterns=config.exclude_from_weight_decay, name=config.type)
     if dp_config is not None:
         kwargs.update(dp_clipping_norm=dp_config.clipping_norm, dp_noise_multiplier=dp_config.noise_multiplier,
                       dp_seed=dp_config.seed)
@@ -459,8 +459,10 @@ def create_optimizer(optimizer_config, runtime_config=None, dp_config=None):
                          epsilon=config.epsilon, **kwargs)
     else:
         optimizer = SGD(weight_decay=weight_decay or None, momentum=config.momentum, **kwargs)
-    if float16 and fixed_scale is None:
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    if float16 and _is_number(runtime_config.loss_scale):
+        optimizer = loss_scale.LossScaleOptimizer(optimizer, dynamic=False, initial_scale=runtime_config.loss_scale)
+    elif float16:
+        optimizer = loss_scale.LossScaleOptimizer(optimizer, dynamic=True)
     return optimizer
 
 

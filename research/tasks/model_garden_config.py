@@ -13,14 +13,17 @@ What maps to what:
   * `task.model.encoder` (`type: bert`, `bert: {...}`) -> a `BertEncoder` built with Model Garden's meaning
     of each field (`dropout_rate`, `hidden_activation`, `max_position_embeddings`, `initializer_range`,
     `embedding_size`, ...); `task.model.cls_heads` -> `ClassificationHead`s; the model field of our task
-    configs is a builder (`functools.partial`) over these.
+    configs is a `ModelBuilder`: called, it builds the model; read, it answers Model Garden's reads of
+    the model config (`config.model.encoder.get().vocab_size`, `config.model.num_classes`), its
+    defaults filled in.
   * masked-LM `train_data` / `validation_data` (`BertPretrainDataConfig`) -> `PretrainDataConfig`:
     `seq_length` -> `seq_len`, `max_predictions_per_seq`, `global_batch_size`, `is_training`,
     `use_next_sentence_label`, `seed`; the vocabulary size comes from the encoder. Our records hold
     unmasked ids and are masked in the input pipeline: records written for Model Garden (pre-masked) must
     be rebuilt with `research.data.build_pretraining_data`.
-  * sentence-prediction data -> `ClassificationDataConfig`; our classifier input is a TSV file with a
-    sentencepiece model, given as `spm_model` (a key Model Garden does not have).
+  * sentence-prediction data -> `ClassificationDataConfig`: Model Garden's TFRecords of tokenized examples
+    (`file_type='tfrecord'`, `label_field`, `label_type`, `include_example_id`), or our TSV input when the
+    dict has `spm_model` (a key Model Garden does not have: the sentencepiece model that tokenizes it).
   * `trainer.optimizer_config` (`optimizer`, `learning_rate`, `warmup`) -> `OptimizerConfig`; the
     trainer's schedule fields keep their names; `runtime.mixed_precision_dtype` / `loss_scale` ->
     `RuntimeConfig`.
@@ -29,8 +32,6 @@ raise ValueError naming the key; keys we do not know raise too, so that nothing 
 that only say where or how the job runs (`runtime.distribution_strategy`, `tpu`, ...) are logged with the
 flag of `research.main` that does the same.
 """
-import functools
-
 import keras
 from absl import logging
 
@@ -86,6 +87,54 @@ def _one_of(section: str, value: dict) -> tuple[str, dict]:
     return kind, dict(value.get(kind) or {})
 
 
+# Model Garden's BertEncoderConfig defaults, for the fields translated here.
+BERT_ENCODER_DEFAULTS = {"vocab_size": 30522, "hidden_size": 768, "num_layers": 12, "num_attention_heads": 12,
+                         "hidden_activation": "gelu", "intermediate_size": 3072, "dropout_rate": 0.1,
+                         "attention_dropout_rate": 0.1, "max_position_embeddings": 512, "type_vocab_size": 2,
+                         "initializer_range": 0.02, "embedding_size": None}
+
+
+class ConfigView:
+    """Read-only attribute access to a Model Garden config dict (nested dicts are views too); a one-of
+    config (`{'type': t, t: {...}}`) answers `.get()` with the chosen config, as Model Garden's OneOfConfig."""
+
+    def __init__(self, values: dict, defaults: dict | None = None):
+        object.__setattr__(self, "_values", {**(defaults or {}), **values})
+
+    def __getattr__(self, name):
+        values = object.__getattribute__(self, "_values")
+        if name not in values:
+            raise AttributeError(f"Model Garden config has no field {name!r} here; it has {sorted(values)}")
+        value = values[name]
+        return ConfigView(value) if isinstance(value, dict) else value
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"a translated Model Garden config is read-only (setting {name!r}): translate the "
+                             "changed Model Garden config again")
+
+    def get(self):
+        """The chosen config of a one-of config, with Model Garden's defaults for a 'bert' encoder."""
+        values = object.__getattribute__(self, "_values")
+        if "type" not in values:
+            raise AttributeError(f"get() reads a Model Garden one-of config ({{'type': ...}}), not {sorted(values)}")
+        chosen = dict(values.get(values["type"]) or {})
+        return ConfigView(chosen, BERT_ENCODER_DEFAULTS if values["type"] == "bert" else None)
+
+    def as_dict(self) -> dict:
+        return dict(object.__getattribute__(self, "_values"))
+
+
+class ModelBuilder(ConfigView):
+    """A task config's `model`: calling it builds the model from the Model Garden model config it reads as."""
+
+    def __init__(self, build, model: dict):
+        super().__init__(model)
+        object.__setattr__(self, "_build", build)
+
+    def __call__(self):
+        return object.__getattribute__(self, "_build")(self.as_dict())
+
+
 def encoder_kwargs(encoder: dict) -> dict:
     """Model Garden `EncoderConfig` (`{'type': 'bert', 'bert': {...}}`) -> `BertEncoder` keyword arguments."""
     kind, fields = _one_of("task.model.encoder", encoder)
@@ -95,16 +144,14 @@ def encoder_kwargs(encoder: dict) -> dict:
              "intermediate_size", "dropout_rate", "attention_dropout_rate", "max_position_embeddings",
              "type_vocab_size", "initializer_range", "embedding_size"}
     _unknown("encoder", fields, known)
-    kwargs = dict(vocab_size=fields.get("vocab_size", 30522), hidden_size=fields.get("hidden_size", 768),
-                  num_layers=fields.get("num_layers", 12), num_attention_heads=fields.get("num_attention_heads", 12),
-                  inner_dim=fields.get("intermediate_size", 3072),
-                  inner_activation=fields.get("hidden_activation", "gelu"),
-                  output_dropout=fields.get("dropout_rate", 0.1),
-                  attention_dropout=fields.get("attention_dropout_rate", 0.1),
-                  max_sequence_length=fields.get("max_position_embeddings", 512),
-                  type_vocab_size=fields.get("type_vocab_size", 2),
-                  initializer=keras.initializers.TruncatedNormal(stddev=fields.get("initializer_range", 0.02)),
-                  embedding_width=fields.get("embedding_size"))
+    fields = {**BERT_ENCODER_DEFAULTS, **fields}
+    kwargs = dict(vocab_size=fields["vocab_size"], hidden_size=fields["hidden_size"], num_layers=fields["num_layers"],
+                  num_attention_heads=fields["num_attention_heads"], inner_dim=fields["intermediate_size"],
+                  inner_activation=fields["hidden_activation"], output_dropout=fields["dropout_rate"],
+                  attention_dropout=fields["attention_dropout_rate"],
+                  max_sequence_length=fields["max_position_embeddings"], type_vocab_size=fields["type_vocab_size"],
+                  initializer=keras.initializers.TruncatedNormal(stddev=fields["initializer_range"]),
+                  embedding_width=fields["embedding_size"])
     return kwargs
 
 
@@ -152,16 +199,42 @@ def pretrain_data_config(data: dict | None, vocab_size: int) -> masked_lm.Pretra
 
 
 def classification_data_config(data: dict | None) -> sentence_prediction.ClassificationDataConfig | None:
-    """Model Garden `SentencePredictionDataConfig` dict (plus our `spm_model`) -> ClassificationDataConfig
-    (one already translated passes through)."""
+    """Model Garden `SentencePredictionDataConfig` dict -> ClassificationDataConfig (one already translated
+    passes through).
+
+    Without our `spm_model` key the data is Model Garden's: TFRecords of tokenized examples
+    (`file_type='tfrecord'`, its default), read as there with `label_field`, `label_type` and
+    `include_example_id`, padded to `seq_length` (pad_to='max'). With `spm_model` it is our TSV.
+    `drop_remainder` is honoured as far as it can matter here: training data repeats forever (no partial
+    batch either way) and evaluation data keeps its last partial batch, so only drop_remainder=False is
+    accepted for evaluation data (Model Garden's default True would drop it).
+    """
     if data is None or isinstance(data, sentence_prediction.ClassificationDataConfig):
         return data
-    known = {"input_path", "global_batch_size", "is_training", "seq_length", "seed", "spm_model"}
+    data = dict(data)
+    known = {"input_path", "global_batch_size", "is_training", "seq_length", "seed", "spm_model", "file_type",
+             "label_field", "label_type", "include_example_id", "drop_remainder"}
     _unknown("data", data, known)
-    return sentence_prediction.ClassificationDataConfig(
-        input_path=_path(data.get("input_path", "")), spm_model=data.get("spm_model", ""),
-        global_batch_size=data.get("global_batch_size", 32), is_training=data.get("is_training", True),
-        seq_len=data.get("seq_length", 128), seed=data.get("seed") or 0)
+    is_training = data.get("is_training", True)
+    if not is_training and data.get("drop_remainder", True):
+        raise ValueError("Model Garden data drop_remainder=True for evaluation data (is_training=False) has no "
+                         "counterpart here: evaluation keeps the last partial batch; set drop_remainder=False")
+    fields = dict(input_path=_path(data.get("input_path", "")), global_batch_size=data.get("global_batch_size", 32),
+                  is_training=is_training, seq_len=data.get("seq_length", 128), seed=data.get("seed") or 0,
+                  label_type=data.get("label_type"))
+    file_type = data.get("file_type", "tsv" if "spm_model" in data else "tfrecord")
+    if file_type == "tsv":
+        fields["spm_model"] = data.get("spm_model", "")
+    elif file_type == "tfrecord":
+        if data.get("spm_model"):
+            raise ValueError("Model Garden data file_type='tfrecord' holds tokenized records: drop spm_model (it "
+                             "tokenizes our TSV input)")
+        fields.update(file_type="tfrecord", pad_to="max", label_field=data.get("label_field", "label_ids"),
+                      include_example_id=data.get("include_example_id", False))
+    else:
+        raise ValueError(f"Model Garden data file_type {file_type!r} has no counterpart here for sentence prediction: "
+                         "use 'tfrecord' (Model Garden's records) or our TSV with spm_model")
+    return sentence_prediction.ClassificationDataConfig(**fields)
 
 
 def _path(input_path) -> str:
@@ -178,7 +251,7 @@ def masked_lm_config(task: dict) -> masked_lm.MaskedLMConfig:
     model.setdefault("cls_heads", [])
     vocab_size = encoder_kwargs(model.get("encoder") or {"type": "bert"})["vocab_size"]
     return masked_lm.MaskedLMConfig(
-        model=functools.partial(build_pretrainer, model),
+        model=ModelBuilder(build_pretrainer, model),
         train_data=pretrain_data_config(task.get("train_data"), vocab_size),
         validation_data=pretrain_data_config(task.get("validation_data"), vocab_size),
         init_checkpoint=task.get("init_checkpoint", ""), scale_loss=task.get("scale_loss", False))
@@ -192,7 +265,7 @@ def sentence_prediction_config(task: dict) -> sentence_prediction.SentencePredic
     if not model.get("num_classes"):
         raise ValueError("Model Garden task.model.num_classes must be set (>= 1) for sentence prediction")
     return sentence_prediction.SentencePredictionConfig(
-        model=functools.partial(build_classifier, model), num_classes=model["num_classes"],
+        model=ModelBuilder(build_classifier, model), num_classes=model["num_classes"],
         train_data=classification_data_config(task.get("train_data")),
         validation_data=classification_data_config(task.get("validation_data")),
         init_checkpoint=task.get("init_checkpoint", ""), init_cls_pooler=task.get("init_cls_pooler", False),

@@ -16,23 +16,24 @@ from absl import logging
 
 from research.core import base_task, checkpoint_restore
 from research.core.config_definitions import require
-from research.data import classification_input, features, input_sharding
+from research.data import classification_input, classification_records, features, input_sharding
 from research.data import tokenizer_loader
 
 SPLITS = ("auto", "all", "train", "validation")
 METRIC_TYPES = ("accuracy", "f1", "matthews_corrcoef", "pearson_spearman_corr")
 LABEL_IDS = "label_ids"  # Model Garden's label key, accepted beside ours
+FILE_TYPES = ("tsv", "tfrecord")
 
 
 @dataclasses.dataclass(frozen=True)
 class ClassificationDataConfig:
-    """A TSV of labelled sentences and how to batch it.
+    """A TSV of labelled sentences (or Model Garden's tokenized TFRecords) and how to batch it.
 
     Attributes:
-      input_path: the TSV file.
+      input_path: the TSV file; with file_type='tfrecord', the TFRecord files (comma-separated or globs).
       spm_model: the sentencepiece model that tokenizes it (the pretrained encoder's vocabulary), or
       vocab_file: a WordPiece `vocab.txt` instead (an imported BERT's; see research.interop); exactly
-        one of the two.
+        one of the two for a TSV, neither for TFRecords (already tokenized).
       lower_case: with vocab_file, lower-case and strip accents first ('uncased' models).
       global_batch_size: examples per step over all replicas.
       seq_len: the most tokens per example, [CLS] and [SEP]s included.
@@ -45,7 +46,16 @@ class ClassificationDataConfig:
       pad_to: 'max' (every batch seq_len long) or 'batch' (each batch padded to its longest example).
       bucket_boundaries: with pad_to='batch', lengths along which examples are bucketed.
       sharding: how the workers of a multi-worker job split the examples: 'auto' or 'element' (each
-        keeps every N-th), or 'chief' (evaluation data only: the chief evaluates everything).
+        keeps every N-th), or 'chief' (evaluation data only: the chief evaluates everything); 'file' too
+        for TFRecords.
+      file_type: 'tsv' (ours) or 'tfrecord': Model Garden's sentence-prediction records (`input_ids`,
+        `input_mask`, `segment_ids`, the label; see research/data/classification_records.py), read whole
+        (split 'auto' or 'all').
+      label_field: with file_type='tfrecord', the label's feature name (Model Garden's `label_field`).
+      label_type: None (from the task: 'float' when num_classes is 1, else 'int'), or 'int' / 'float',
+        which must agree with the task (Model Garden's `label_type`).
+      include_example_id: with file_type='tfrecord', batches also carry each record's `example_id`
+        (int32 [batch]); `predict` then returns the predictions sorted by it, as Model Garden's.
     """
     input_path: str = ""
     spm_model: str = ""
@@ -60,9 +70,34 @@ class ClassificationDataConfig:
     pad_to: str = "batch"
     bucket_boundaries: tuple | None = None
     sharding: str = "auto"
+    file_type: str = "tsv"
+    label_field: str = LABEL_IDS
+    label_type: str | None = None
+    include_example_id: bool = False
 
     def __post_init__(self):
         require(bool(self.input_path), "ClassificationDataConfig.input_path is empty: bind it to a TSV file")
+        require(self.file_type in FILE_TYPES,
+                f"ClassificationDataConfig.file_type must be one of {FILE_TYPES}, got {self.file_type!r}")
+        require(self.label_type in (None, "int", "float"),
+                f"ClassificationDataConfig.label_type must be None, 'int' or 'float', got {self.label_type!r}")
+        for name in ("global_batch_size", "seq_len"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value >= 1,
+                     f"ClassificationDataConfig.{name} must be an int >= 1, got {value!r}")
+        if self.file_type == "tfrecord":
+            require(not self.spm_model and not self.vocab_file,
+                    "ClassificationDataConfig with file_type='tfrecord' reads tokenized records: leave spm_model "
+                    f"and vocab_file empty, got spm_model={self.spm_model!r}, vocab_file={self.vocab_file!r}")
+            require(self.split in ("auto", "all"),
+                    f"ClassificationDataConfig.split={self.split!r} only splits a TSV: TFRecords are read whole "
+                    "('auto' or 'all'); give validation_data its own files")
+            require(self.bucket_boundaries is None, "ClassificationDataConfig.bucket_boundaries apply to TSV input "
+                                                    "only: with file_type='tfrecord' set them to None")
+            input_sharding.check_policy(self.sharding, self.is_training, field="ClassificationDataConfig.sharding")
+            return
+        require(not self.include_example_id, "ClassificationDataConfig.include_example_id needs file_type="
+                                             "'tfrecord' (TSV lines have no example_id; predict keeps file order)")
         require(bool(self.spm_model) != bool(self.vocab_file),
                 "ClassificationDataConfig needs exactly one tokenizer: spm_model (the encoder's sentencepiece "
                 f"model) or vocab_file (its WordPiece vocab.txt), got spm_model={self.spm_model!r}, "
@@ -73,10 +108,6 @@ class ClassificationDataConfig:
         require(self.sharding != "file", "ClassificationDataConfig.sharding='file' does not apply (one TSV, read "
                                          "into memory): use 'auto', 'element' or 'chief'")
         input_sharding.check_policy(self.sharding, self.is_training, field="ClassificationDataConfig.sharding")
-        for name in ("global_batch_size", "seq_len"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value >= 1,
-                     f"ClassificationDataConfig.{name} must be an int >= 1, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +144,12 @@ class SentencePredictionConfig:
                  f"SentencePredictionConfig.metric_type must be one of {METRIC_TYPES}, got {self.metric_type!r}")
         require(self.metric_type != "f1" or self.num_classes == 2,
                  f"SentencePredictionConfig.metric_type='f1' is binary: it needs num_classes=2, got {self.num_classes}")
+        expected = "float" if self.num_classes == 1 else "int"
+        for name in ("train_data", "validation_data"):
+            label_type = getattr(getattr(self, name), "label_type", None)
+            require(label_type in (None, expected),
+                    f"SentencePredictionConfig.{name}.label_type is {label_type!r} but num_classes="
+                    f"{self.num_classes} means {expected!r} labels: set label_type={expected!r} (or None)")
         self._resolve_splits()
 
     def _resolve_splits(self):
@@ -125,7 +162,9 @@ class SentencePredictionConfig:
                  if hasattr(getattr(self, name), "split")}  # ClassificationDataConfigs (any other passes as is)
         one_file = len(sides) == 2 and len({data.input_path for data in sides.values()}) == 1
         for name, data in sides.items():
-            if data.split == "auto":
+            if data.split == "auto" and data.file_type == "tfrecord":  # records are read whole
+                object.__setattr__(self, name, dataclasses.replace(data, split="all"))
+            elif data.split == "auto":
                 split = ("train" if name == "train_data" else "validation") if one_file else "all"
                 object.__setattr__(self, name, dataclasses.replace(data, split=split))
             elif len(sides) == 2 and not one_file and data.split != "all":
@@ -151,7 +190,7 @@ class SentencePredictionTask(base_task.Task):
                for name in (features.INPUT_WORD_IDS, features.INPUT_MASK, features.INPUT_TYPE_IDS)}, training=False)
         encoder = getattr(model, "checkpoint_items", {}).get("encoder")
         for data in (self.task_config.train_data, self.task_config.validation_data):
-            if encoder is not None and data is not None:
+            if encoder is not None and data is not None and data.file_type == "tsv":  # records: no tokenizer
                 rows = int(encoder.get_embedding_table().shape[0])
                 pieces = tokenizer_loader.load_tokenizer(data.spm_model, data.vocab_file, data.lower_case).vocab_size
                 field, path = ("spm_model", data.spm_model) if data.spm_model else ("vocab_file", data.vocab_file)
@@ -180,6 +219,12 @@ class SentencePredictionTask(base_task.Task):
 
     def build_inputs(self, params: ClassificationDataConfig, input_context: tf.distribute.InputContext | None = None):
         label_type = "float" if self.task_config.is_regression else "int"
+        if params.file_type == "tfrecord":
+            return classification_records.load_records(
+                params.input_path, seq_len=params.seq_len, batch_size=params.global_batch_size,
+                is_training=params.is_training, label_type=label_type, label_field=params.label_field,
+                include_example_id=params.include_example_id, pad_to=params.pad_to, seed=params.seed,
+                input_context=input_context, sharding=params.sharding)
         num_classes = None if self.task_config.is_regression else self.task_config.num_classes
         examples = classification_input.read_examples(params.input_path, label_type=label_type,
                                                       num_classes=num_classes)
@@ -254,8 +299,9 @@ class SentencePredictionTask(base_task.Task):
         compiled_metrics.update_state(tf.reshape(self._labels(labels), [-1]), tf.cast(model_outputs, tf.float32))
 
     def validation_step(self, inputs, model: keras.Model, metrics=None) -> dict:
-        """Validation step; the logs carry `sentence_prediction` (float32 logits [batch, num_classes], or
-        [batch] for regression) and `labels` [batch] for aggregate_logs, as Model Garden's."""
+        """Validation step; the logs carry `sentence_prediction` (float32 logits [batch, num_classes], [batch]
+        for regression, or with metric_type='matthews_corrcoef' the predicted class ids int64 [batch, 1])
+        and `labels` [batch] for aggregate_logs, as Model Garden's."""
         features_only, labels = self.split_inputs(inputs)
         outputs = self.inference_step(features_only, model)
         logs = {self.loss: self.build_losses(labels=labels, model_outputs=outputs, aux_losses=model.losses)}
@@ -264,6 +310,8 @@ class SentencePredictionTask(base_task.Task):
         predictions = tf.cast(outputs, tf.float32)
         if self.task_config.is_regression:
             predictions = tf.squeeze(predictions, axis=-1)
+        elif self.task_config.metric_type == "matthews_corrcoef":  # Model Garden's: one class id per example
+            predictions = tf.expand_dims(tf.argmax(predictions, axis=-1), axis=1)
         logs["sentence_prediction"] = predictions
         logs["labels"] = tf.reshape(self._labels(labels), [-1])
         return logs
@@ -288,7 +336,10 @@ class SentencePredictionTask(base_task.Task):
             if self.task_config.metric_type == "pearson_spearman_corr":
                 logs["pearson_spearman_corr"] = (logs["pearson_correlation"] + logs["spearman_correlation"]) / 2
             return logs
-        predicted = np.argmax(predictions, axis=-1)
+        if predictions.ndim == 2 and predictions.shape[1] == 1:  # class ids (matthews_corrcoef), not logits
+            predicted = predictions[:, 0].astype(np.int64)
+        else:
+            predicted = np.argmax(predictions, axis=-1)
         labels = labels.astype(np.int64)
         logs = {"cls_accuracy": float(np.mean(predicted == labels))}
         metric_type = self.task_config.metric_type
@@ -306,20 +357,25 @@ def predict(task: SentencePredictionTask, params: ClassificationDataConfig, mode
     """Predicts every example of `params` (read in order, once): Model Garden's `sentence_prediction.predict`.
 
     Returns:
-      A list with one entry per example, in file order: the predicted class id (int64 scalar tensor) for
-      classification, the predicted value (float32 scalar tensor) for regression.
+      A list with one entry per example, in file order (sorted by `example_id` when the records carry it,
+      as Model Garden's): the predicted class id (int64 scalar tensor) for classification, the predicted
+      value (float32 scalar tensor) for regression.
     """
     if params.is_training:
         params = dataclasses.replace(params, is_training=False)  # one ordered pass, no shuffling
     step = tf.function(lambda inputs: task.inference_step(inputs, model))
-    predictions = []
+    predictions, example_ids = [], []
     for batch in task.build_inputs(params):
         features_only, _ = task.split_inputs(batch)
+        if classification_records.EXAMPLE_ID in features_only:
+            example_ids.extend(features_only.pop(classification_records.EXAMPLE_ID).numpy().tolist())
         outputs = tf.cast(step(features_only), tf.float32)
         if task.task_config.is_regression:
             predictions.extend(tf.unstack(tf.reshape(outputs, [-1])))
         else:
             predictions.extend(tf.unstack(tf.argmax(outputs, axis=-1)))
+    if example_ids:
+        predictions = [prediction for _, prediction in sorted(zip(example_ids, predictions), key=lambda p: p[0])]
     return predictions
 
 
