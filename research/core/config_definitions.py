@@ -39,8 +39,8 @@ class TrainerConfig:
       jit_compile: compile each replica's training step (forward, loss, backward, optimizer update,
         metrics) with XLA (`tf.function(jit_compile=True)`); every op then runs its XLA path (`auto`
         backends: the reference twins, the masked-LM head's chunked form). False: on CPU the native
-        step measured faster for MLM tiny (float32, mixed_bfloat16) and small (mixed_bfloat16); small
-        float32 is not settled (benchmarks/RESULTS.md, "Training step under XLA"); on GPU or TPU set it True.
+        step measured faster for MLM tiny and small in float32 and mixed_bfloat16 (XLA 0.22x-0.76x;
+        benchmarks/RESULTS.md, "Training step under XLA"); on GPU or TPU set it True.
       best_checkpoint_export_subdir: when set with best_checkpoint_eval_metric, the best checkpoint by
         that metric is exported to model_dir/<subdir>.
       best_checkpoint_eval_metric: the evaluation metric deciding the best checkpoint.
