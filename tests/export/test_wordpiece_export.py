@@ -22,6 +22,8 @@ from research.export import saved_model
 from research.interop import import_checkpoint as importer
 from research.tasks import masked_lm
 
+from export.test_saved_model import LOADER  # the plain-TensorFlow loader, shared
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "interop" / "hf_bert_uncased"
 # The fixture's vocabulary: [PAD] the [UNK] a [CLS] [SEP] [MASK] w0..w44 ##s0..
@@ -32,24 +34,6 @@ SEQ_LEN = 16
 FINETUNE = ["TRAIN_TSV = 'reviews.tsv'", "EVAL_TSV = 'reviews.tsv'", f"SEQ_LEN = {SEQ_LEN}", "TRAIN_STEPS = 2",
             "STEPS_PER_LOOP = 1", "VALIDATION_INTERVAL = 2", "WARMUP_STEPS = 1", "GLOBAL_BATCH_SIZE = 4",
             "EVAL_BATCH_SIZE = 8"]
-
-LOADER = r"""
-import json, sys
-import tensorflow as tf
-classifier = tf.saved_model.load(sys.argv[1])
-fill_mask = tf.saved_model.load(sys.argv[2])
-texts, pairs, masked = json.loads(sys.argv[3])
-out = {
-    "classify": classifier.signatures["serving_default"](text=tf.constant(texts)),
-    "pair": classifier.signatures["classify_pair"](text_a=tf.constant(pairs[0]), text_b=tf.constant(pairs[1])),
-    "tokenize": classifier.signatures["tokenize"](text=tf.constant(texts)),
-    "fill_mask": fill_mask.signatures["serving_default"](text=tf.constant(masked)),
-}
-result = {name: {key: value.numpy().tolist() for key, value in outputs.items()} for name, outputs in out.items()}
-result["fill_mask"]["top_tokens"] = [[[t.decode() for t in k] for k in m] for m in result["fill_mask"]["top_tokens"]]
-result["research_modules"] = sorted(m for m in sys.modules if m == "research" or m.startswith("research."))
-print(json.dumps(result))
-"""
 
 
 def run(module, *args, cwd):
