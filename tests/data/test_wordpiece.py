@@ -62,16 +62,21 @@ def test_ids_equal_transformers_bert_tokenizer_on_the_shipped_texts(vocab_file, 
     tokenizer = wordpiece.WordPieceTokenizer(vocab_file, lower_case=lower_case)
     for name, lines in shipped_texts().items():
         expected = reference["texts"][f"{name}/{'uncased' if lower_case else 'cased'}"]
-        ids = tokenizer.encode_batch(lines)
         assert len(lines) == expected["lines"]
-        for i, want in enumerate(expected["first_lines"]):
-            assert ids[i] == want, f"{name} line {i + 1}: {lines[i]!r}"
-        got = chunk_hashes(ids, reference["chunk_lines"])
-        bad = [i for i, (a, b) in enumerate(zip(got, expected["chunk_sha256"])) if a != b]
-        assert not bad and len(got) == len(expected["chunk_sha256"]), (
-            f"{name}: ids differ from BertTokenizer's in lines {bad[0] * reference['chunk_lines'] + 1}.. "
-            f"({len(bad)} chunks of {reference['chunk_lines']})")
-        assert sum(map(len, ids)) == expected["tokens"]
+        assert_ids_match_the_fixture(name, lines, tokenizer.encode_batch(lines), expected, reference["chunk_lines"])
+
+
+def assert_ids_match_the_fixture(name, lines, ids, expected, chunk_lines):
+    """`ids` (list[list[int]]) of the shipped text `name` equal BertTokenizer's recorded in the fixture: the first
+    lines one by one, the rest by hashes of `chunk_lines`-line chunks, and the token count."""
+    for i, want in enumerate(expected["first_lines"]):
+        assert ids[i] == want, f"{name} line {i + 1}: {lines[i]!r}"
+    got = chunk_hashes(ids, chunk_lines)
+    bad = [i for i, (a, b) in enumerate(zip(got, expected["chunk_sha256"])) if a != b]
+    assert not bad and len(got) == len(expected["chunk_sha256"]), (
+        f"{name}: ids differ from BertTokenizer's in lines {bad[0] * chunk_lines + 1}.. "
+        f"({len(bad)} chunks of {chunk_lines})")
+    assert sum(map(len, ids)) == expected["tokens"]
 
 
 def test_special_ids_are_bert_uncased_ones(vocab_file):

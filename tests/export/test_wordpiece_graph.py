@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data.test_wordpiece import FIXTURE, VOCAB_GZ, chunk_hashes, shipped_texts
+from data.test_wordpiece import FIXTURE, VOCAB_GZ, assert_ids_match_the_fixture, shipped_texts
 from research.data import classification_input, wordpiece
 from research.export import graph_tokenizer, tokenizers
 from research.export.wordpiece_graph import WordPieceGraphTokenizer, normalize_character
@@ -78,15 +78,7 @@ def test_ids_equal_bert_tokenizer_on_the_shipped_texts(graph, reference, lower_c
     tokenize, _ = graph[(lower_case, None)]
     for name, lines in shipped_texts().items():
         expected = reference["texts"][f"{name}/{'uncased' if lower_case else 'cased'}"]
-        ids = graph_ids(tokenize, lines)
-        for i, want in enumerate(expected["first_lines"]):
-            assert ids[i] == want, f"{name} line {i + 1}: {lines[i]!r}"
-        got = chunk_hashes(ids, reference["chunk_lines"])
-        bad = [i for i, (a, b) in enumerate(zip(got, expected["chunk_sha256"])) if a != b]
-        assert not bad and len(got) == len(expected["chunk_sha256"]), (
-            f"{name}: in-graph ids differ from BertTokenizer's in lines {bad[0] * reference['chunk_lines'] + 1}.. "
-            f"({len(bad)} chunks of {reference['chunk_lines']})")
-        assert sum(map(len, ids)) == expected["tokens"]
+        assert_ids_match_the_fixture(name, lines, graph_ids(tokenize, lines), expected, reference["chunk_lines"])
 
 
 def test_normalization_of_single_characters():
