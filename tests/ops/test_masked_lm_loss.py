@@ -104,14 +104,15 @@ def test_upstream_constant_over_weighted_rows_only_uses_the_fast_path_correctly(
     assert_close(run("native", *inputs, upstream=upstream), run("reference", *inputs, upstream=upstream))
 
 
-def test_gradient_matches_finite_differences():
+@pytest.mark.parametrize("backend", ["native", "chunked"])
+def test_gradient_matches_finite_differences(backend):
     rng = np.random.RandomState(5)
     hidden, table, bias, labels, weights = make_inputs(rng, 6, 5, 41)
     for position in range(3):
         def loss_of(x, position=position):
             args = [tf.constant(hidden), tf.constant(table), tf.constant(bias)]
             args[position] = x
-            return tf.reduce_sum(ops.masked_lm_loss(*args, labels, weights, backend="native", chunk_rows=4)[0])
+            return tf.reduce_sum(ops.masked_lm_loss(*args, labels, weights, backend=backend, chunk_rows=4)[0])
         start = [hidden, table, bias][position]
         theoretical, numerical = tf.test.compute_gradient(loss_of, [tf.constant(start)], delta=1e-2)
         np.testing.assert_allclose(theoretical[0], numerical[0], atol=2e-2, rtol=2e-2)
