@@ -25,10 +25,11 @@ template <typename T>
 using CArray = py::array_t<T, py::array::c_style>;
 
 // Moves `values` into a numpy array of `shape` that owns it.
-py::array_t<int32_t> ToNumpy(std::vector<int32_t>&& values, std::vector<py::ssize_t> shape) {
-  auto* owned = new std::vector<int32_t>(std::move(values));
-  py::capsule free_when_done(owned, [](void* p) { delete static_cast<std::vector<int32_t>*>(p); });
-  return py::array_t<int32_t>(std::move(shape), owned->data(), free_when_done);
+template <typename T>
+py::array_t<T> ToNumpy(std::vector<T>&& values, std::vector<py::ssize_t> shape) {
+  auto* owned = new std::vector<T>(std::move(values));
+  py::capsule free_when_done(owned, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>(std::move(shape), owned->data(), free_when_done);
 }
 
 void RequireOneDimensional(const py::array& array, const char* name) {
@@ -142,9 +143,7 @@ py::tuple SplitDocumentsPy(const py::list& parts, const std::vector<std::u32stri
     documents.append(document);
   }
   const auto num_documents = static_cast<py::ssize_t>(counts.size());
-  py::array_t<int64_t> sentence_counts(num_documents);
-  std::copy(counts.begin(), counts.end(), sentence_counts.mutable_data());
-  return py::make_tuple(documents, sentences, sentence_counts);
+  return py::make_tuple(documents, sentences, ToNumpy(std::move(counts), {num_documents}));
 }
 
 py::tuple FlattenIdsPy(const py::list& encoded) {
@@ -166,10 +165,9 @@ py::tuple FlattenIdsPy(const py::list& encoded) {
     }
     lengths.push_back(static_cast<int64_t>(n));
   }
-  py::array_t<int64_t> length_array(static_cast<py::ssize_t>(lengths.size()));
-  std::copy(lengths.begin(), lengths.end(), length_array.mutable_data());
   const auto num_tokens = static_cast<py::ssize_t>(tokens.size());
-  return py::make_tuple(ToNumpy(std::move(tokens), {num_tokens}), length_array);
+  const auto num_texts = static_cast<py::ssize_t>(lengths.size());
+  return py::make_tuple(ToNumpy(std::move(tokens), {num_tokens}), ToNumpy(std::move(lengths), {num_texts}));
 }
 
 uint32_t Crc32cPy(const py::bytes& data) {

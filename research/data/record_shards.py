@@ -100,8 +100,16 @@ class Documents:
         return [getattr(self, f.name) for f in dataclasses.fields(self)]
 
 
+class _AdditiveCounts:
+    """A dataclass of counts that `add` another of the same kind field by field."""
+
+    def add(self, other):
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
 @dataclasses.dataclass
-class BlockStats:
+class BlockStats(_AdditiveCounts):
     """Counts of one block (additive)."""
     documents: int = 0
     empty_documents: int = 0
@@ -109,10 +117,6 @@ class BlockStats:
     tokens: int = 0
     bad_lines: int = 0
     text_bytes: int = 0
-
-    def add(self, other):
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
 def document_keys(texts, seed):
@@ -194,17 +198,13 @@ def bucket_seed(seed, split, bucket):
 
 
 @dataclasses.dataclass
-class BucketStats:
+class BucketStats(_AdditiveCounts):
     """What packing one bucket produced (additive)."""
     documents: int = 0
     examples: int = 0
     tokens_packed: int = 0
     filled_slots: int = 0
     slots: int = 0
-
-    def add(self, other):
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
 def pack_bucket(parts, split, bucket, settings):
