@@ -1,4 +1,4 @@
-// research.data._native: the pybind11 face of packing.h, sentences.h and tfrecord.h. Inputs are borrowed from numpy without
+// research.data._native: the pybind11 face of packing.h, sentences.h, tfrecord.h and blake2b.h. Inputs are borrowed from numpy without
 // copies (C-contiguous arrays of the exact dtype; pybind11 refuses lossy casts with TypeError), the
 // GIL is released while packing, and the outputs are handed to numpy without copies.
 #include <pybind11/numpy.h>
@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "blake2b.h"
 #include "packing.h"
 #include "sentences.h"
 #include "tfrecord.h"
@@ -72,7 +74,7 @@ py::tuple PackExamplesPy(const CArray<int32_t>& token_ids, const CArray<int64_t>
   return py::make_tuple(features, result.num_tokens);
 }
 
-py::bytes SerializeExamplesPy(const py::list& named_arrays) {
+py::bytes SerializeExamplesPy(const py::list& named_arrays, const std::optional<CArray<int64_t>>& row_order) {
   std::vector<research::Int64Feature> features;
   std::vector<CArray<int32_t>> keep_alive;  // the borrowed arrays outlive the GIL release
   int64_t rows = -1;
@@ -93,10 +95,26 @@ py::bytes SerializeExamplesPy(const py::list& named_arrays) {
     features.push_back({name, array.data(), static_cast<int64_t>(array.shape(1))});
     keep_alive.push_back(std::move(array));
   }
+  rows = std::max<int64_t>(rows, 0);
+  const int64_t* order = nullptr;
+  if (row_order) {
+    RequireOneDimensional(*row_order, "row_order");
+    if (row_order->size() != rows) {
+      throw std::invalid_argument("row_order has " + std::to_string(row_order->size()) + " items for " +
+                                  std::to_string(rows) + " rows");
+    }
+    order = row_order->data();
+    for (int64_t i = 0; i < rows; ++i) {
+      if (order[i] < 0 || order[i] >= rows) {
+        throw std::invalid_argument("row_order[" + std::to_string(i) + "] = " + std::to_string(order[i]) +
+                                    " is not a row in [0, " + std::to_string(rows) + ")");
+      }
+    }
+  }
   std::string out;
   {
     py::gil_scoped_release release;
-    research::AppendExampleRecords(features, std::max<int64_t>(rows, 0), &out);
+    research::AppendExampleRecords(features, rows, &out, order);
   }
   return py::bytes(out);
 }
@@ -170,6 +188,33 @@ py::tuple FlattenIdsPy(const py::list& encoded) {
   return py::make_tuple(ToNumpy(std::move(tokens), {num_tokens}), ToNumpy(std::move(lengths), {num_texts}));
 }
 
+py::array_t<uint64_t> KeyedBlake2b128Py(const py::list& texts, const py::bytes& key) {
+  const std::string_view key_view(key);
+  if (key_view.size() > 64) {
+    throw std::invalid_argument("a BLAKE2b key has at most 64 bytes, got " + std::to_string(key_view.size()));
+  }
+  std::vector<uint64_t> keys;
+  keys.reserve(2 * texts.size());
+  uint8_t digest[16];
+  for (const py::handle& text : texts) {
+    Py_ssize_t size = 0;
+    const char* utf8 = PyUnicode_Check(text.ptr()) ? PyUnicode_AsUTF8AndSize(text.ptr(), &size) : nullptr;
+    if (utf8 == nullptr) {
+      if (PyErr_Occurred()) throw py::error_already_set();
+      throw py::type_error("keyed_blake2b_128 takes a list of str, got an item of type " +
+                           std::string(Py_TYPE(text.ptr())->tp_name));
+    }
+    research::Blake2b(utf8, static_cast<size_t>(size), key_view.data(), key_view.size(), sizeof(digest), digest);
+    for (int half = 0; half < 2; ++half) {
+      uint64_t value = 0;
+      for (int i = 7; i >= 0; --i) value = (value << 8) | digest[8 * half + i];
+      keys.push_back(value);
+    }
+  }
+  const auto rows = static_cast<py::ssize_t>(texts.size());
+  return ToNumpy(std::move(keys), {rows, 2});
+}
+
 uint32_t Crc32cPy(const py::bytes& data) {
   const std::string_view view(data);
   return research::Crc32c(view.data(), view.size());
@@ -197,12 +242,14 @@ Returns:
 Raises:
   ValueError: unknown mode, seq_len too small, offsets out of range or decreasing.
 )doc");
-  m.def("serialize_examples", &SerializeExamplesPy, py::arg("features"),
+  m.def("serialize_examples", &SerializeExamplesPy, py::arg("features"), py::arg("row_order") = py::none(),
         R"doc(TFRecord bytes of one tf.train.Example per row (see research.data.tfrecord).
 
 Args:
   features: list of (name, int32 [rows, width] C-contiguous array), in the order the features are
     written; every array has the same rows.
+  row_order: optional int64 [rows]: record i holds row row_order[i] (each in [0, rows)); default
+    the rows in order.
 
 Returns:
   bytes: the records, framed as in a .tfrecord file.
@@ -228,6 +275,16 @@ Args:
 
 Returns:
   (tokens, lengths): int32 [sum of lengths], the lists concatenated; int64 [len(encoded)].
+)doc");
+  m.def("keyed_blake2b_128", &KeyedBlake2b128Py, py::arg("texts"), py::arg("key"),
+        R"doc(The 16-byte keyed BLAKE2b of each text's UTF-8, as hashlib.blake2b(text.encode(), digest_size=16, key=key).
+
+Args:
+  texts: list[str].
+  key: bytes, at most 64.
+
+Returns:
+  uint64 [len(texts), 2]: each digest read as two little-endian uint64.
 )doc");
   m.def("crc32c", &Crc32cPy, py::arg("data"), "CRC32C (Castagnoli) of bytes, unmasked.");
 }
