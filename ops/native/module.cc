@@ -1,6 +1,7 @@
-// research.data._native: the pybind11 face of packing.h, sentences.h, tfrecord.h and blake2b.h. Inputs are borrowed from numpy without
-// copies (C-contiguous arrays of the exact dtype; pybind11 refuses lossy casts with TypeError), the
-// GIL is released while packing, and the outputs are handed to numpy without copies.
+// research.data._native: the pybind11 face of packing.h, sentences.h, select_documents.h, tfrecord.h and
+// blake2b.h. Inputs are borrowed from numpy without copies (C-contiguous arrays of the exact dtype;
+// pybind11 refuses lossy casts with TypeError), the GIL is released while packing, and the outputs
+// are handed to numpy without copies.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -16,6 +17,7 @@
 
 #include "blake2b.h"
 #include "packing.h"
+#include "select_documents.h"
 #include "sentences.h"
 #include "tfrecord.h"
 
@@ -215,6 +217,29 @@ py::array_t<uint64_t> KeyedBlake2b128Py(const py::list& texts, const py::bytes& 
   return ToNumpy(std::move(keys), {rows, 2});
 }
 
+template <typename Token>
+py::tuple SelectDocumentsPy(const CArray<int32_t>& num_sentences, const CArray<int32_t>& sentence_lengths,
+                            const CArray<Token>& tokens, const CArray<int64_t>& selected) {
+  RequireOneDimensional(num_sentences, "num_sentences");
+  RequireOneDimensional(sentence_lengths, "sentence_lengths");
+  RequireOneDimensional(tokens, "tokens");
+  RequireOneDimensional(selected, "selected");
+  const research::FlatDocuments<Token> corpus{num_sentences.data(), num_sentences.size(),
+                                              sentence_lengths.data(), sentence_lengths.size(),
+                                              tokens.data(), tokens.size()};
+  research::SelectedDocuments<Token> out;
+  {
+    py::gil_scoped_release release;
+    out = research::SelectDocuments(corpus, selected.data(), selected.size());
+  }
+  const auto rows = static_cast<py::ssize_t>(out.num_sentences.size());
+  const auto sentences = static_cast<py::ssize_t>(out.sentence_lengths.size());
+  const auto num_tokens = static_cast<py::ssize_t>(out.tokens.size());
+  return py::make_tuple(ToNumpy(std::move(out.num_sentences), {rows}),
+                        ToNumpy(std::move(out.sentence_lengths), {sentences}),
+                        ToNumpy(std::move(out.tokens), {num_tokens}));
+}
+
 uint32_t Crc32cPy(const py::bytes& data) {
   const std::string_view view(data);
   return research::Crc32c(view.data(), view.size());
@@ -286,5 +311,22 @@ Args:
 Returns:
   uint64 [len(texts), 2]: each digest read as two little-endian uint64.
 )doc");
+  m.def("select_documents", &SelectDocumentsPy<uint16_t>, py::arg("num_sentences"), py::arg("sentence_lengths"),
+        py::arg("tokens").noconvert(), py::arg("selected"), R"doc(Whole documents of a flat corpus, in the order given.
+
+Args:
+  num_sentences: int32 [documents], sentences per document.
+  sentence_lengths: int32 [sentences], tokens per sentence (they add up to len(tokens)).
+  tokens: uint16 or int32 [tokens], C-contiguous.
+  selected: int64 [k], document indices (any order, repeats allowed).
+
+Returns:
+  (num_sentences[selected], their sentence lengths, their tokens), same dtypes as the inputs.
+
+Raises:
+  ValueError: counts that disagree or an index out of range (named).
+)doc");
+  m.def("select_documents", &SelectDocumentsPy<int32_t>, py::arg("num_sentences"), py::arg("sentence_lengths"),
+        py::arg("tokens").noconvert(), py::arg("selected"));
   m.def("crc32c", &Crc32cPy, py::arg("data"), "CRC32C (Castagnoli) of bytes, unmasked.");
 }

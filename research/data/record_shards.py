@@ -186,27 +186,13 @@ def tokenize_block(block, settings, num_threads=1):
     stats.sentences, stats.tokens = int(len(lengths)), int(lengths.sum())
     keys = document_keys([t for t, k in zip(texts, keep) if k], settings.seed)
     split_index, bucket = route(keys, settings)
-    token_ends = np.cumsum(lengths, dtype=np.int64)
-    sentence_ends = np.cumsum(counts, dtype=np.int64)
     routed = {}
     groups = split_index * (1 << 32) + bucket
     for group in np.unique(groups):
         docs = np.flatnonzero(groups == group)
-        sentence_index = _ranges(sentence_ends, counts, docs)
-        token_index = _ranges(token_ends, lengths, sentence_index)
         routed[(SPLITS[int(group >> 32)], int(group & 0xFFFFFFFF))] = Documents(
-            keys[docs], counts[docs], lengths[sentence_index], tokens[token_index])
+            keys[docs], *_native.select_documents(counts, lengths, tokens, docs))
     return routed, stats
-
-
-def _ranges(ends, sizes, selected):
-    """Indices of the items of the `selected` groups, where group g spans [ends[g] - sizes[g], ends[g])."""
-    sizes = sizes[selected].astype(np.int64)
-    starts = ends[selected] - sizes
-    if not len(sizes):
-        return np.zeros(0, np.int64)
-    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes)
-    return np.arange(int(sizes.sum()), dtype=np.int64) + offsets
 
 
 def bucket_seed(seed, split, bucket):
@@ -236,6 +222,7 @@ def pack_bucket(parts, split, bucket, settings):
       (bytes of TFRecord records, BucketStats). Features: input_word_ids and input_type_ids
       int64 [seq_len], and in next_sentence mode next_sentence_labels int64 [1].
     """
+    from research.data import _native  # pylint: disable=import-outside-toplevel
     parts = list(parts)
     docs = Documents.concatenate(parts) if parts else None
     del parts  # the bucket is held once, concatenated (callers pass a generator)
@@ -243,13 +230,13 @@ def pack_bucket(parts, split, bucket, settings):
     if docs is None or not len(docs.keys):
         return b"", BucketStats()
     order = np.lexsort((docs.keys[:, 1], docs.keys[:, 0]))
-    sentence_ends = np.cumsum(docs.num_sentences, dtype=np.int64)
-    token_ends = np.cumsum(docs.sentence_lengths, dtype=np.int64)
-    sentence_index = _ranges(sentence_ends, docs.num_sentences, order)
-    sentence_offsets = np.concatenate([[0], np.cumsum(docs.sentence_lengths[sentence_index], dtype=np.int64)])
-    document_offsets = np.concatenate([[0], np.cumsum(docs.num_sentences[order], dtype=np.int64)])
-    tokens = docs.tokens[_ranges(token_ends, docs.sentence_lengths, sentence_index)].astype(np.int32)
-    del docs, sentence_index, sentence_ends, token_ends
+    num_sentences, lengths, tokens = _native.select_documents(docs.num_sentences, docs.sentence_lengths,
+                                                              docs.tokens, order)
+    del docs
+    sentence_offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    document_offsets = np.concatenate([[0], np.cumsum(num_sentences, dtype=np.int64)])
+    tokens = tokens.astype(np.int32, copy=False)
+    del num_sentences, lengths
     seed = bucket_seed(settings.seed, split, bucket)
     examples, packed = packing.pack_examples(
         tokens, sentence_offsets, document_offsets, settings.seq_len, settings.mode, seed,
