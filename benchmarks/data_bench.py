@@ -61,14 +61,12 @@ flags.DEFINE_string("scratch", None, "Where corpora and outputs go (default: a t
 flags.DEFINE_bool("write_results", False, "Update the data sections of benchmarks/RESULTS.md.")
 FLAGS = flags.FLAGS
 
-# Runs the local builder in a child process, as its command line does (glibc keeping freed memory),
-# and prints its peak RSS (main, largest worker) as JSON.
+# Runs the local builder in a child process and prints its peak RSS (main, largest worker) as JSON.
 _OURS = """
 import json, resource, sys
 from research.data import build_pretraining_data as bpd
 metadata = bpd.build_pretraining_data(sys.argv[1], sys.argv[2], sys.argv[3], 128, shards=4,
-                                      mode="next_sentence", workers=int(sys.argv[4]),
-                                      retain_freed_memory=True)
+                                      mode="next_sentence", workers=int(sys.argv[4]))
 print(json.dumps({"tokens": metadata["counts"]["tokens"], "documents": metadata["counts"]["documents"],
                   "main_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                   "worker_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))

@@ -39,7 +39,7 @@ import time
 import numpy as np
 from absl import flags, logging
 
-from research.data import packing, process_memory, record_shards, text_input
+from research.data import packing, record_shards, text_input
 from research.data.text_input import expand_input_pattern, split_sentences  # noqa: F401 (API)
 
 _LOG_EVERY_SECONDS = 10.0
@@ -95,9 +95,7 @@ def _read_spill(path, token_dtype):
 _WORKER = {}
 
 
-def _init_worker(settings, spill_dir, retain_memory):
-    if retain_memory:
-        process_memory.retain_freed_memory()
+def _init_worker(settings, spill_dir):
     _WORKER.update(settings=settings, spill_dir=spill_dir, tag=f"{os.getpid()}")
 
 
@@ -132,8 +130,8 @@ def _pack_unit(unit, part_path):
 class _InProcess:
     """The executor interface for workers=1: runs everything here, in order."""
 
-    def __init__(self, settings, spill_dir, retain_memory):
-        _init_worker(settings, spill_dir, retain_memory)
+    def __init__(self, settings, spill_dir):
+        _init_worker(settings, spill_dir)
 
     def submit(self, fn, *args):
         future = concurrent.futures.Future()
@@ -144,12 +142,12 @@ class _InProcess:
         del wait, cancel_futures
 
 
-def _make_executor(workers, settings, spill_dir, retain_memory):
+def _make_executor(workers, settings, spill_dir):
     if workers == 1:
-        return _InProcess(settings, spill_dir, retain_memory)
+        return _InProcess(settings, spill_dir)
     return concurrent.futures.ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker, initargs=(settings, spill_dir, retain_memory))
+        initializer=_init_worker, initargs=(settings, spill_dir))
 
 
 def _concatenate(parts, destination):
@@ -202,7 +200,7 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
                            packer="native", short_seq_prob=0.1, *, tokenizer=None,
                            document_boundary="blank_line", document_separator=None, workers=None,
                            validation_shards=1, num_tasks=1, task_index=0, bucket_megabytes=16,
-                           block_megabytes=2, retain_freed_memory=False):
+                           block_megabytes=2):
     """Builds the records described in the module docstring and returns the metadata dict.
 
     Args:
@@ -227,9 +225,6 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
       num_tasks, task_index: this run is task `task_index` of `num_tasks` (see the docstring).
       bucket_megabytes: about the text per bucket, the most one worker packs at once.
       block_megabytes: about the text per block, the most one worker tokenizes at once.
-      retain_freed_memory: tune glibc's malloc of the processes doing the work to keep freed memory
-        (research/data/process_memory.py: ~5% faster); it lasts for the rest of this process when
-        workers=1, so only the command line sets it.
 
     Raises:
       ValueError: a bad argument (named), or input without any token.
@@ -260,7 +255,7 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
     final_names = [n for split in record_shards.SPLITS for n in names[split]] + [metadata_name]
     spill_dir = tempfile.mkdtemp(prefix=".tmp-spill-", dir=output_dir)
     temporary = {name: os.path.join(output_dir, f".tmp-{name}") for name in final_names}
-    executor = _make_executor(workers, settings, spill_dir, retain_freed_memory)
+    executor = _make_executor(workers, settings, spill_dir)
     try:
         for split in record_shards.SPLITS:
             for bucket in range(layout.buckets(split)):
@@ -418,8 +413,7 @@ def main(argv):
                            document_boundary=f.document_boundary,
                            document_separator=f.document_separator, workers=f.workers,
                            validation_shards=f.validation_shards, num_tasks=f.num_tasks,
-                           task_index=f.task_index, bucket_megabytes=f.bucket_megabytes,
-                           retain_freed_memory=True)
+                           task_index=f.task_index, bucket_megabytes=f.bucket_megabytes)
 
 
 if __name__ == "__main__":
