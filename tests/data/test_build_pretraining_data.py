@@ -270,3 +270,20 @@ def test_bad_arguments(tmp_path, input_dir, spm_model, change, error, message):
                       for k, v in change.items()})
     with pytest.raises(error, match=message):
         bpd.build_pretraining_data(**arguments)
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_part_files_are_joined_in_order_with_or_without_copy_file_range(tmp_path, monkeypatch, kernel_copy):
+    if not kernel_copy:
+        def refuse(*args):
+            raise OSError(18, "Invalid cross-device link")  # as between two file systems
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    contents = [os.urandom(n) for n in (5000, 0, 70000, 1)]
+    parts = []
+    for i, data in enumerate(contents):
+        parts.append(str(tmp_path / f"part{i}"))
+        with open(parts[-1], "wb") as f:
+            f.write(data)
+    bpd._concatenate(parts, str(tmp_path / "shard"))  # pylint: disable=protected-access
+    assert (tmp_path / "shard").read_bytes() == b"".join(contents)
+    assert sorted(os.listdir(tmp_path)) == ["shard"]
