@@ -126,41 +126,53 @@ py::bytes SerializeExamplesPy(const py::list& named_arrays, const std::optional<
 bool PythonSpace(char32_t c) { return Py_UNICODE_ISSPACE(static_cast<Py_UCS4>(c)); }
 bool PythonWord(char32_t c) { return Py_UNICODE_ISALNUM(static_cast<Py_UCS4>(c)) || c == U'_'; }
 
-void ReadCodePoints(PyObject* text, std::u32string* out) {
-  const int kind = PyUnicode_KIND(text);
-  const void* data = PyUnicode_DATA(text);
-  const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-  out->resize(static_cast<size_t>(n));
-  for (Py_ssize_t i = 0; i < n; ++i) (*out)[static_cast<size_t>(i)] = PyUnicode_READ(kind, data, i);
+// Appends the whitespace-normalized document of `part` (code units of one Python string layout) to
+// `documents`, its sentences to `sentences` and their number to `counts`; nothing for a blank part.
+template <typename Unit>
+void SplitDocument(const Unit* part, size_t n, int kind, const research::SentenceRules& rules,
+                   const research::CharClasses& classes, std::vector<Unit>* normalized, py::list* documents,
+                   py::list* sentences, std::vector<int64_t>* counts) {
+  research::NormalizeWhitespace(part, n, classes, normalized);
+  if (normalized->empty()) return;
+  auto document = py::reinterpret_steal<py::object>(
+      PyUnicode_FromKindAndData(kind, normalized->data(), static_cast<Py_ssize_t>(normalized->size())));
+  if (!document) throw py::error_already_set();
+  const auto ranges = research::SplitSentences(normalized->data(), normalized->size(), rules, classes);
+  for (const auto& [begin, end] : ranges) {
+    auto sentence = py::reinterpret_steal<py::object>(PyUnicode_Substring(
+        document.ptr(), static_cast<Py_ssize_t>(begin), static_cast<Py_ssize_t>(end)));
+    if (!sentence) throw py::error_already_set();
+    sentences->append(sentence);
+  }
+  counts->push_back(static_cast<int64_t>(ranges.size()));
+  documents->append(document);
 }
 
 py::tuple SplitDocumentsPy(const py::list& parts, const std::vector<std::u32string>& titles,
                            const std::vector<std::u32string>& words) {
-  const research::CharClasses classes{&PythonSpace, &PythonWord};
+  const research::CharClasses classes(&PythonSpace, &PythonWord);
   const research::SentenceRules rules{titles, words};
   py::list documents, sentences;
   std::vector<int64_t> counts;
-  std::u32string raw, normalized;
+  std::vector<uint8_t> latin1;
+  std::vector<uint16_t> basic_plane;
+  std::vector<char32_t> any;
   for (const py::handle& part : parts) {
     if (!PyUnicode_Check(part.ptr())) {
       throw py::type_error("split_documents takes a list of str, got an item of type " +
                            std::string(Py_TYPE(part.ptr())->tp_name));
     }
-    ReadCodePoints(part.ptr(), &raw);
-    research::NormalizeWhitespace(raw.data(), raw.size(), classes, &normalized);
-    if (normalized.empty()) continue;
-    auto document = py::reinterpret_steal<py::object>(
-        PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, normalized.data(), static_cast<Py_ssize_t>(normalized.size())));
-    if (!document) throw py::error_already_set();
-    const auto ranges = research::SplitSentences(normalized, rules, classes);
-    for (const auto& [begin, end] : ranges) {
-      auto sentence = py::reinterpret_steal<py::object>(PyUnicode_Substring(
-          document.ptr(), static_cast<Py_ssize_t>(begin), static_cast<Py_ssize_t>(end)));
-      if (!sentence) throw py::error_already_set();
-      sentences.append(sentence);
+    const int kind = PyUnicode_KIND(part.ptr());
+    const void* data = PyUnicode_DATA(part.ptr());
+    const auto n = static_cast<size_t>(PyUnicode_GET_LENGTH(part.ptr()));
+    if (kind == PyUnicode_1BYTE_KIND) {
+      SplitDocument(static_cast<const uint8_t*>(data), n, kind, rules, classes, &latin1, &documents, &sentences, &counts);
+    } else if (kind == PyUnicode_2BYTE_KIND) {
+      SplitDocument(static_cast<const uint16_t*>(data), n, kind, rules, classes, &basic_plane, &documents, &sentences,
+                    &counts);
+    } else {
+      SplitDocument(static_cast<const char32_t*>(data), n, kind, rules, classes, &any, &documents, &sentences, &counts);
     }
-    counts.push_back(static_cast<int64_t>(ranges.size()));
-    documents.append(document);
   }
   const auto num_documents = static_cast<py::ssize_t>(counts.size());
   return py::make_tuple(documents, sentences, ToNumpy(std::move(counts), {num_documents}));

@@ -1,6 +1,8 @@
 // See sentences.h.
 #include "sentences.h"
 
+#include <cstdint>
+
 namespace research {
 namespace {
 
@@ -9,13 +11,19 @@ bool IsCloser(char32_t c) { return c == U'"' || c == U'\'' || c == U'\u201d' || 
 bool IsInitial(char32_t c) { return c >= U'A' && c <= U'Z' && c != U'I'; }
 
 // Whether text[0, end) ends with `word`.
-bool EndsWith(const std::u32string& text, size_t end, const std::u32string& word) {
-  return end >= word.size() && text.compare(end - word.size(), word.size(), word) == 0;
+template <typename Unit>
+bool EndsWith(const Unit* text, size_t end, const std::u32string& word) {
+  if (end < word.size()) return false;
+  const Unit* tail = text + end - word.size();
+  for (size_t i = 0; i < word.size(); ++i) {
+    if (static_cast<char32_t>(tail[i]) != word[i]) return false;
+  }
+  return true;
 }
 
 // Whether the '.' at text[dot] closes an abbreviation or a single capital initial.
-bool IsAbbreviation(const std::u32string& text, size_t dot, const SentenceRules& rules,
-                    const CharClasses& classes) {
+template <typename Unit>
+bool IsAbbreviation(const Unit* text, size_t dot, const SentenceRules& rules, const CharClasses& classes) {
   for (const auto& title : rules.titles) {
     if (EndsWith(text, dot, title)) return true;
   }
@@ -29,24 +37,34 @@ bool IsAbbreviation(const std::u32string& text, size_t dot, const SentenceRules&
 
 }  // namespace
 
-void NormalizeWhitespace(const char32_t* text, size_t n, const CharClasses& classes, std::u32string* out) {
+CharClasses::CharClasses(bool (*is_space)(char32_t), bool (*is_word)(char32_t))
+    : is_space_(is_space), is_word_(is_word) {
+  for (char32_t c = 0; c < 256; ++c) {
+    latin1_space_[c] = is_space(c);
+    latin1_word_[c] = is_word(c);
+  }
+}
+
+template <typename Unit>
+void NormalizeWhitespace(const Unit* text, size_t n, const CharClasses& classes, std::vector<Unit>* out) {
   out->clear();
+  out->reserve(n);
   bool space_pending = false;
   for (size_t i = 0; i < n; ++i) {
     if (classes.is_space(text[i])) {
       space_pending = !out->empty();
     } else {
-      if (space_pending) out->push_back(U' ');
+      if (space_pending) out->push_back(static_cast<Unit>(U' '));
       space_pending = false;
       out->push_back(text[i]);
     }
   }
 }
 
-std::vector<std::pair<size_t, size_t>> SplitSentences(const std::u32string& text, const SentenceRules& rules,
+template <typename Unit>
+std::vector<std::pair<size_t, size_t>> SplitSentences(const Unit* text, size_t n, const SentenceRules& rules,
                                                       const CharClasses& classes) {
   std::vector<std::pair<size_t, size_t>> sentences;
-  const size_t n = text.size();
   size_t start = 0;
   for (size_t i = 0; i + 1 < n; ++i) {
     const char32_t c = text[i];
@@ -66,5 +84,15 @@ std::vector<std::pair<size_t, size_t>> SplitSentences(const std::u32string& text
   if (start < n) sentences.emplace_back(start, n);
   return sentences;
 }
+
+#define RESEARCH_INSTANTIATE_SENTENCES(Unit)                                                              \
+  template void NormalizeWhitespace<Unit>(const Unit*, size_t, const CharClasses&, std::vector<Unit>*); \
+  template std::vector<std::pair<size_t, size_t>> SplitSentences<Unit>(const Unit*, size_t,              \
+                                                                        const SentenceRules&,            \
+                                                                        const CharClasses&);
+RESEARCH_INSTANTIATE_SENTENCES(uint8_t)
+RESEARCH_INSTANTIATE_SENTENCES(uint16_t)
+RESEARCH_INSTANTIATE_SENTENCES(char32_t)
+#undef RESEARCH_INSTANTIATE_SENTENCES
 
 }  // namespace research

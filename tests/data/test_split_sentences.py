@@ -53,9 +53,11 @@ def native_documents_and_sentences(block, boundary):
     return documents, sentences, counts.tolist()
 
 
-# Unicode whitespace (no-break and em spaces, the file separator \x1c that str.split counts) and word
-# characters of other scripts, where \b and str.split must agree with the native code.
-_NATIVE_PIECES = _PIECES + ["\u2003", "\x1c", "\r", "\n\n", "\n \n", "Ω", "٣", "ǅ"]
+# Unicode whitespace (no-break, em and ideographic spaces, the file separator \x1c and next-line \x85
+# that str.split counts) and word characters of other scripts and planes, where \b and str.split must
+# agree with the native code, in each of Python's string layouts (Latin-1, 16-bit, 32-bit).
+_NATIVE_PIECES = _PIECES + ["\u2003", "\u3000", "\x1c", "\x85", "\r", "\n\n", "\n \n", "Ω", "٣", "ǅ", "ª",
+                            "\U0001d400", "\U0001f600"]
 
 
 @settings(max_examples=3000, deadline=None)
