@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string_view>
 #include <string>
 #include <utility>
@@ -76,7 +75,7 @@ py::tuple PackExamplesPy(const CArray<int32_t>& token_ids, const CArray<int64_t>
   return py::make_tuple(features, result.num_tokens);
 }
 
-py::bytes SerializeExamplesPy(const py::list& named_arrays, const std::optional<CArray<int64_t>>& row_order) {
+py::bytes SerializeExamplesPy(const py::list& named_arrays) {
   std::vector<research::Int64Feature> features;
   std::vector<CArray<int32_t>> keep_alive;  // the borrowed arrays outlive the GIL release
   int64_t rows = -1;
@@ -97,26 +96,10 @@ py::bytes SerializeExamplesPy(const py::list& named_arrays, const std::optional<
     features.push_back({name, array.data(), static_cast<int64_t>(array.shape(1))});
     keep_alive.push_back(std::move(array));
   }
-  rows = std::max<int64_t>(rows, 0);
-  const int64_t* order = nullptr;
-  if (row_order) {
-    RequireOneDimensional(*row_order, "row_order");
-    if (row_order->size() != rows) {
-      throw std::invalid_argument("row_order has " + std::to_string(row_order->size()) + " items for " +
-                                  std::to_string(rows) + " rows");
-    }
-    order = row_order->data();
-    for (int64_t i = 0; i < rows; ++i) {
-      if (order[i] < 0 || order[i] >= rows) {
-        throw std::invalid_argument("row_order[" + std::to_string(i) + "] = " + std::to_string(order[i]) +
-                                    " is not a row in [0, " + std::to_string(rows) + ")");
-      }
-    }
-  }
   std::string out;
   {
     py::gil_scoped_release release;
-    research::AppendExampleRecords(features, rows, &out, order);
+    research::AppendExampleRecords(features, std::max<int64_t>(rows, 0), &out);
   }
   return py::bytes(out);
 }
@@ -279,14 +262,12 @@ Returns:
 Raises:
   ValueError: unknown mode, seq_len too small, offsets out of range or decreasing.
 )doc");
-  m.def("serialize_examples", &SerializeExamplesPy, py::arg("features"), py::arg("row_order") = py::none(),
+  m.def("serialize_examples", &SerializeExamplesPy, py::arg("features"),
         R"doc(TFRecord bytes of one tf.train.Example per row (see research.data.tfrecord).
 
 Args:
   features: list of (name, int32 [rows, width] C-contiguous array), in the order the features are
     written; every array has the same rows.
-  row_order: optional int64 [rows]: record i holds row row_order[i] (each in [0, rows)); default
-    the rows in order.
 
 Returns:
   bytes: the records, framed as in a .tfrecord file.

@@ -115,13 +115,11 @@ uint32_t Crc32c(const char* data, size_t n, uint32_t crc) {
 
 uint32_t MaskCrc32c(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xA282EAD8u; }
 
-void AppendExampleRecords(const std::vector<Int64Feature>& features, int64_t rows, std::string* out,
-                          const int64_t* row_order) {
+void AppendExampleRecords(const std::vector<Int64Feature>& features, int64_t rows, std::string* out) {
   const size_t num_features = features.size();
   std::vector<size_t> packed(num_features), int64_list(num_features), feature(num_features),
       entry(num_features);
-  for (int64_t record = 0; record < rows; ++record) {
-    const int64_t r = row_order == nullptr ? record : row_order[record];
+  for (int64_t r = 0; r < rows; ++r) {
     // Sizes, innermost first: packed varints, Int64List, Feature, map entry, Features, Example.
     size_t features_size = 0;
     for (size_t f = 0; f < num_features; ++f) {
@@ -137,7 +135,7 @@ void AppendExampleRecords(const std::vector<Int64Feature>& features, int64_t row
     }
     const size_t example_size = 1 + VarintSize(features_size) + features_size;
     const size_t record_start = out->size();
-    if (record == 0) out->reserve(record_start + (example_size + 16) * rows * 11 / 10);
+    if (r == 0) out->reserve(record_start + (example_size + 16) * rows * 11 / 10);
     out->resize(record_start + 8 + 4 + example_size + 4);
     char* const length = &(*out)[record_start];
     for (int i = 0; i < 8; ++i) length[i] = static_cast<char>((example_size >> (8 * i)) & 0xFF);

@@ -32,11 +32,8 @@ struct Int64Feature {
   int64_t width;
 };
 
-// Appends `rows` records (one tf.train.Example each, features in the given order) to `out`: record i
-// holds row row_order[i] of every feature, or row i when `row_order` is null (a shuffle without
-// copying the features).
-void AppendExampleRecords(const std::vector<Int64Feature>& features, int64_t rows, std::string* out,
-                          const int64_t* row_order = nullptr);
+// Appends `rows` records (one tf.train.Example each, features in the given order) to `out`.
+void AppendExampleRecords(const std::vector<Int64Feature>& features, int64_t rows, std::string* out);
 
 }  // namespace research
 

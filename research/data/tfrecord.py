@@ -73,30 +73,27 @@ def _as_features(features):
     return pairs
 
 
-def serialize_examples_python(features, row_order=None):
-    """The pure Python twin of `serialize_examples`: same arguments, same bytes (slow)."""
+def serialize_examples_python(features):
+    """The pure Python twin of `serialize_examples`: same argument, same bytes (slow)."""
     pairs = _as_features(features)
     rows = len(pairs[0][1]) if pairs else 0
     return b"".join(frame_record(_example_python([(name, values[r]) for name, values in pairs]))
-                    for r in (range(rows) if row_order is None else row_order))
+                    for r in range(rows))
 
 
-def serialize_examples(features, row_order=None):
+def serialize_examples(features):
     """TFRecord bytes of one tf.train.Example per row.
 
     Args:
       features: dict name -> int32 [rows] or [rows, width] (ids fit in int32); every value has the
         same rows. Features are written in the dict's order; each row of a [rows] array becomes a
         one-value list.
-      row_order: optional int [rows], a permutation: record i holds row row_order[i] (shuffles
-        without copying the features).
 
     Returns:
       bytes: `rows` framed records, ready to be written to (or appended to) a .tfrecord file.
     """
     from research.data import _native  # pylint: disable=import-outside-toplevel
-    order = None if row_order is None else np.ascontiguousarray(row_order, dtype=np.int64)
-    return _native.serialize_examples(_as_features(features), order)
+    return _native.serialize_examples(_as_features(features))
 
 
 def write_examples(path, features):

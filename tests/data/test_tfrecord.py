@@ -29,20 +29,6 @@ def test_native_bytes_equal_the_python_twin():
     assert tfrecord.serialize_examples({"x": np.zeros((0, 4), np.int32)}) == b""
 
 
-def test_a_row_order_writes_the_rows_in_that_order():
-    features = _features(23, 17, seed=2)
-    order = np.random.default_rng(3).permutation(23)
-    reordered = {name: values[order] for name, values in features.items()}
-    expected = tfrecord.serialize_examples(reordered)
-    assert tfrecord.serialize_examples(features, row_order=order) == expected
-    assert tfrecord.serialize_examples_python(features, row_order=order) == expected
-    assert expected != tfrecord.serialize_examples(features)
-    with pytest.raises(ValueError, match=r"row_order\[1\] = 23 is not a row in \[0, 23\)"):
-        tfrecord.serialize_examples(features, row_order=[0, 23] + list(range(2, 23)))
-    with pytest.raises(ValueError, match="row_order has 22 items for 23 rows"):
-        tfrecord.serialize_examples(features, row_order=order[:-1])
-
-
 def test_tensorflow_reads_every_feature_back(tmp_path):
     import tensorflow as tf
     features = _features(40, 128, seed=1)
