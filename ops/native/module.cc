@@ -132,7 +132,7 @@ void SplitDocument(const Unit* part, size_t n, int kind, const research::Sentenc
 }
 
 py::tuple SplitDocumentsPy(const py::list& parts, const std::vector<std::u32string>& titles,
-                           const std::vector<std::u32string>& words) {
+                           const std::vector<std::u32string>& words, bool blank_lines) {
   const research::CharClasses classes(&PythonSpace, &PythonWord);
   const research::SentenceRules rules{titles, words};
   py::list documents, sentences;
@@ -148,13 +148,21 @@ py::tuple SplitDocumentsPy(const py::list& parts, const std::vector<std::u32stri
     const int kind = PyUnicode_KIND(part.ptr());
     const void* data = PyUnicode_DATA(part.ptr());
     const auto n = static_cast<size_t>(PyUnicode_GET_LENGTH(part.ptr()));
+    auto split = [&](const auto* text, auto* normalized) {
+      if (!blank_lines) {
+        SplitDocument(text, n, kind, rules, classes, normalized, &documents, &sentences, &counts);
+        return;
+      }
+      for (const auto& [begin, end] : research::SplitAtBlankLines(text, n)) {
+        SplitDocument(text + begin, end - begin, kind, rules, classes, normalized, &documents, &sentences, &counts);
+      }
+    };
     if (kind == PyUnicode_1BYTE_KIND) {
-      SplitDocument(static_cast<const uint8_t*>(data), n, kind, rules, classes, &latin1, &documents, &sentences, &counts);
+      split(static_cast<const uint8_t*>(data), &latin1);
     } else if (kind == PyUnicode_2BYTE_KIND) {
-      SplitDocument(static_cast<const uint16_t*>(data), n, kind, rules, classes, &basic_plane, &documents, &sentences,
-                    &counts);
+      split(static_cast<const uint16_t*>(data), &basic_plane);
     } else {
-      SplitDocument(static_cast<const char32_t*>(data), n, kind, rules, classes, &any, &documents, &sentences, &counts);
+      split(static_cast<const char32_t*>(data), &any);
     }
   }
   const auto num_documents = static_cast<py::ssize_t>(counts.size());
@@ -273,12 +281,15 @@ Returns:
   bytes: the records, framed as in a .tfrecord file.
 )doc");
   m.def("split_documents", &SplitDocumentsPy, py::arg("parts"), py::arg("titles"), py::arg("words"),
+        py::arg("blank_lines") = false,
         R"doc(Whitespace-normalized documents and their sentences (see research.data.text_input).
 
 Args:
   parts: list[str], the text of one document each (any whitespace).
   titles: list[str], abbreviations (without their '.') matched without a word boundary before them.
   words: list[str], abbreviations (without their '.') matched after a word boundary only.
+  blank_lines: first split each part at blank lines (lines empty or of spaces, tabs, \r, \f, \v),
+    as re.split(r"\n[ \t\r\f\v]*\n", "\n" + part + "\n") does.
 
 Returns:
   (documents, sentences, sentence_counts): documents list[str], the parts with every run of

@@ -1,6 +1,7 @@
 // See sentences.h.
 #include "sentences.h"
 
+#include <algorithm>
 #include <cstdint>
 
 namespace research {
@@ -46,6 +47,34 @@ CharClasses::CharClasses(bool (*is_space)(char32_t), bool (*is_word)(char32_t))
 }
 
 template <typename Unit>
+std::vector<std::pair<size_t, size_t>> SplitAtBlankLines(const Unit* text, size_t n) {
+  // Positions k index the padded text P = "\n" + text + "\n", where P[k] = text[k - 1] for 1 <= k <= n.
+  const size_t padded = n + 2;
+  auto at = [&](size_t k) -> char32_t { return k == 0 || k == padded - 1 ? U'\n' : text[k - 1]; };
+  auto is_line_space = [](char32_t c) { return c == U' ' || c == U'\t' || c == U'\r' || c == U'\f' || c == U'\v'; };
+  auto to_text = [&](size_t begin, size_t end) {  // a range of P as a range of text, padding left out
+    return std::make_pair(begin == 0 ? 0 : std::min(begin - 1, n), end == 0 ? 0 : std::min(end - 1, n));
+  };
+  std::vector<std::pair<size_t, size_t>> parts;
+  size_t part_start = 0;
+  size_t k = 0;
+  while (k < padded) {
+    if (at(k) == U'\n') {
+      size_t j = k + 1;
+      while (j < padded && is_line_space(at(j))) ++j;
+      if (j < padded && at(j) == U'\n') {  // a match P[k, j]: the part before it ends at k
+        parts.push_back(to_text(part_start, k));
+        part_start = k = j + 1;
+        continue;
+      }
+    }
+    ++k;
+  }
+  parts.push_back(to_text(part_start, padded));
+  return parts;
+}
+
+template <typename Unit>
 void NormalizeWhitespace(const Unit* text, size_t n, const CharClasses& classes, std::vector<Unit>* out) {
   out->clear();
   out->reserve(n);
@@ -86,6 +115,7 @@ std::vector<std::pair<size_t, size_t>> SplitSentences(const Unit* text, size_t n
 }
 
 #define RESEARCH_INSTANTIATE_SENTENCES(Unit)                                                              \
+  template std::vector<std::pair<size_t, size_t>> SplitAtBlankLines<Unit>(const Unit*, size_t);             \
   template void NormalizeWhitespace<Unit>(const Unit*, size_t, const CharClasses&, std::vector<Unit>*); \
   template std::vector<std::pair<size_t, size_t>> SplitSentences<Unit>(const Unit*, size_t,              \
                                                                         const SentenceRules&,            \

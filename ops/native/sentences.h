@@ -38,6 +38,12 @@ struct SentenceRules {
   std::vector<std::u32string> words;   // matched after a word boundary only ("vs.", not "xvs.")
 };
 
+// The [begin, end) ranges of text[0, n) between blank lines: the parts of Python's
+// re.split(r"\n[ \t\r\f\v]*\n", "\n" + text + "\n") without the two added newlines (so a part may be
+// empty or only whitespace).
+template <typename Unit>
+std::vector<std::pair<size_t, size_t>> SplitAtBlankLines(const Unit* text, size_t n);
+
 // Writes text[0, n) to `out` with every run of whitespace made one space and none at either end
 // (Python's " ".join(text.split())). Unit: uint8_t, uint16_t or char32_t.
 template <typename Unit>

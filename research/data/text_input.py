@@ -284,6 +284,10 @@ def split_documents(block, boundary, stats):
       sentences list[str], those of every document in order; sentence_counts int64 [len(documents)].
     """
     from research.data import _native  # pylint: disable=import-outside-toplevel
+    if boundary.kind == "blank_line":  # the blank lines are found in native code too
+        stats.text_bytes += sum(len(piece) for piece in block)
+        return _native.split_documents([_valid_text(piece, stats) for piece in block], _TITLES, _WORDS,
+                                       blank_lines=True)
     parts = [part for piece in block for part in document_parts_of_piece(piece, boundary, stats)]
     return _native.split_documents(parts, _TITLES, _WORDS)
 

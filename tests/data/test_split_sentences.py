@@ -2,6 +2,7 @@
 import re
 
 import numpy as np
+import pytest
 
 from hypothesis import given, settings, strategies as st
 
@@ -53,11 +54,12 @@ def native_documents_and_sentences(block, boundary):
     return documents, sentences, counts.tolist()
 
 
-# Unicode whitespace (no-break, em and ideographic spaces, the file separator \x1c and next-line \x85
-# that str.split counts) and word characters of other scripts and planes, where \b and str.split must
-# agree with the native code, in each of Python's string layouts (Latin-1, 16-bit, 32-bit).
-_NATIVE_PIECES = _PIECES + ["\u2003", "\u3000", "\x1c", "\x85", "\r", "\n\n", "\n \n", "Ω", "٣", "ǅ", "ª",
-                            "\U0001d400", "\U0001f600"]
+# Blank lines of every kind the document splitter knows, Unicode whitespace (no-break, em and
+# ideographic spaces, the file separator \x1c and next-line \x85 that str.split counts) and word
+# characters of other scripts and planes, where \b and str.split must agree with the native code, in
+# each of Python's string layouts (Latin-1, 16-bit, 32-bit).
+_NATIVE_PIECES = _PIECES + ["\u2003", "\u3000", "\x1c", "\x85", "\r", "\x0b", "\x0c", "\n\n", "\n \n", "Ω",
+                            "٣", "ǅ", "ª", "\U0001d400", "\U0001f600"]
 
 
 @settings(max_examples=3000, deadline=None)
@@ -78,3 +80,17 @@ def test_native_splitter_equals_the_python_one_on_the_shipped_text():
             assert native == python_documents_and_sentences(block, boundary)
             sentences += len(native[1])
         assert sentences > 30000
+
+
+# A blank line is only spaces, \t, \r, \f or \v between two newlines; other whitespace (\x1c, \x85, em
+# space) makes a line that is not blank.
+_SEPARATORS = ["\n\n", "\n \n", "\n\t\n", "\n\r\n", "\n\x0b\n", "\n\x0c\n", "\n \t\r\x0b\x0c\n", "\n\n\n", "\r\n\r\n",
+               "\n\n \n\n", "\n\x1c\n", "\n\x85\n", "\n\u2003\n", "\n \x0b x\n", "\n"]
+
+
+@pytest.mark.parametrize("separator", _SEPARATORS)
+def test_native_blank_lines_equal_the_python_ones(separator):
+    boundary = text_input.DocumentBoundary()
+    for text in (f"One. Two{separator}Three.", f"{separator}One{separator}", f"é{separator}日{separator}\U0001f600"):
+        block = [text.encode("utf-8"), (text + text).encode("utf-8")]
+        assert native_documents_and_sentences(block, boundary) == python_documents_and_sentences(block, boundary)
