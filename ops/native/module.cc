@@ -19,7 +19,6 @@
 #include "select_documents.h"
 #include "sentences.h"
 #include "tfrecord.h"
-#include "unigram.h"
 
 namespace py = pybind11;
 
@@ -244,40 +243,6 @@ py::tuple SelectDocumentsPy(const CArray<int32_t>& num_sentences, const CArray<i
                         ToNumpy(std::move(out.tokens), {num_tokens}));
 }
 
-// Encodes each str of `texts` it takes; returns (ids int32 [sum of lengths], lengths int64 [texts], the
-// indices of the texts it refused (their length is 0), int64).
-py::tuple UnigramEncodePy(const research::UnigramEncoder& encoder, const py::list& texts) {
-  std::vector<std::pair<const char*, size_t>> views;
-  views.reserve(texts.size());
-  for (const py::handle& text : texts) {
-    if (!PyUnicode_Check(text.ptr())) {
-      throw py::type_error("encode takes a list of str, got an item of type " + std::string(Py_TYPE(text.ptr())->tp_name));
-    }
-    // Only ASCII strings are taken, and their UTF-8 is their own data: no conversion, no copy.
-    const bool ascii = PyUnicode_IS_ASCII(text.ptr());
-    views.emplace_back(ascii ? static_cast<const char*>(PyUnicode_DATA(text.ptr())) : nullptr,
-                       ascii ? static_cast<size_t>(PyUnicode_GET_LENGTH(text.ptr())) : 0);
-  }
-  std::vector<int32_t> ids;
-  std::vector<int64_t> lengths, refused;
-  lengths.reserve(views.size());
-  {
-    py::gil_scoped_release release;
-    for (size_t i = 0; i < views.size(); ++i) {
-      const size_t before = ids.size();
-      if (views[i].first == nullptr || !encoder.Encode(views[i].first, views[i].second, &ids)) {
-        refused.push_back(static_cast<int64_t>(i));
-      }
-      lengths.push_back(static_cast<int64_t>(ids.size() - before));
-    }
-  }
-  const auto num_ids = static_cast<py::ssize_t>(ids.size());
-  const auto num_texts = static_cast<py::ssize_t>(lengths.size());
-  const auto num_refused = static_cast<py::ssize_t>(refused.size());
-  return py::make_tuple(ToNumpy(std::move(ids), {num_ids}), ToNumpy(std::move(lengths), {num_texts}),
-                        ToNumpy(std::move(refused), {num_refused}));
-}
-
 uint32_t Crc32cPy(const py::bytes& data) {
   const std::string_view view(data);
   return research::Crc32c(view.data(), view.size());
@@ -367,19 +332,5 @@ Raises:
 )doc");
   m.def("select_documents", &SelectDocumentsPy<int32_t>, py::arg("num_sentences"), py::arg("sentence_lengths"),
         py::arg("tokens").noconvert(), py::arg("selected"));
-  py::class_<research::UnigramEncoder>(m, "UnigramEncoder", R"doc(SentencePiece's unigram Viterbi for printable-ASCII
-sentences, ids written to flat arrays (see ops/native/unigram.h and research/data/unigram_encoder.py).)doc")
-      .def(py::init([](const std::vector<py::bytes>& pieces, const std::vector<float>& scores,
-                       const std::vector<bool>& in_lattice, int32_t unk_id, float min_score) {
-             if (scores.size() != pieces.size() || in_lattice.size() != pieces.size()) {
-               throw std::invalid_argument("pieces, scores and in_lattice must have one item per piece");
-             }
-             std::vector<std::string> piece_strings(pieces.begin(), pieces.end());
-             return research::UnigramEncoder(piece_strings, scores, in_lattice, unk_id, min_score);
-           }),
-           py::arg("pieces"), py::arg("scores"), py::arg("in_lattice"), py::arg("unk_id"), py::arg("min_score"))
-      .def("encode", &UnigramEncodePy, py::arg("texts"),
-           R"doc((ids int32, lengths int64 [len(texts)], refused int64): the ids of every text taken, one after the
-other; the indices of the texts refused (other characters or spacing, or an unknown piece), whose length is 0.)doc");
   m.def("crc32c", &Crc32cPy, py::arg("data"), "CRC32C (Castagnoli) of bytes, unmasked.");
 }
