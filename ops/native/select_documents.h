@@ -31,29 +31,33 @@ struct SelectedDocuments {
   std::vector<Token> tokens;              // their tokens, in selected order
 };
 
+// [0, sizes[0], sizes[0] + sizes[1], ...]: where each of n consecutive groups starts (n + 1 values).
+// Throws std::invalid_argument when a size is negative or they do not add up to `total`, the number of
+// `items` that `holder` has.
+inline std::vector<int64_t> StartOffsets(const int32_t* sizes, int64_t n, int64_t total, const char* sizes_name,
+                                         const char* items, const char* holder) {
+  std::vector<int64_t> starts(n + 1, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    if (sizes[i] < 0) throw std::invalid_argument(std::string(sizes_name) + " has a negative size");
+    starts[i + 1] = starts[i] + sizes[i];
+  }
+  if (starts.back() != total) {
+    throw std::invalid_argument(std::string(sizes_name) + " adds up to " + std::to_string(starts.back()) + " " +
+                                items + ", " + holder + " has " + std::to_string(total));
+  }
+  return starts;
+}
+
 // Documents selected[0], selected[1], ... of `corpus` (any order, repeats allowed). Throws
 // std::invalid_argument when the corpus' counts disagree or a selected index is out of range.
 template <typename Token>
 SelectedDocuments<Token> SelectDocuments(const FlatDocuments<Token>& corpus, const int64_t* selected,
                                          int64_t num_selected) {
-  std::vector<int64_t> first_sentence(corpus.num_documents + 1, 0);
-  for (int64_t d = 0; d < corpus.num_documents; ++d) {
-    if (corpus.num_sentences[d] < 0) throw std::invalid_argument("num_sentences has a negative count");
-    first_sentence[d + 1] = first_sentence[d] + corpus.num_sentences[d];
-  }
-  if (first_sentence.back() != corpus.num_sentence_lengths) {
-    throw std::invalid_argument("num_sentences adds up to " + std::to_string(first_sentence.back()) +
-                                " sentences, sentence_lengths has " + std::to_string(corpus.num_sentence_lengths));
-  }
-  std::vector<int64_t> first_token(corpus.num_sentence_lengths + 1, 0);
-  for (int64_t s = 0; s < corpus.num_sentence_lengths; ++s) {
-    if (corpus.sentence_lengths[s] < 0) throw std::invalid_argument("sentence_lengths has a negative length");
-    first_token[s + 1] = first_token[s] + corpus.sentence_lengths[s];
-  }
-  if (first_token.back() != corpus.num_tokens) {
-    throw std::invalid_argument("sentence_lengths adds up to " + std::to_string(first_token.back()) +
-                                " tokens, tokens has " + std::to_string(corpus.num_tokens));
-  }
+  const std::vector<int64_t> first_sentence = StartOffsets(
+      corpus.num_sentences, corpus.num_documents, corpus.num_sentence_lengths, "num_sentences", "sentences",
+      "sentence_lengths");
+  const std::vector<int64_t> first_token = StartOffsets(
+      corpus.sentence_lengths, corpus.num_sentence_lengths, corpus.num_tokens, "sentence_lengths", "tokens", "tokens");
   SelectedDocuments<Token> out;
   out.num_sentences.reserve(num_selected);
   int64_t sentences = 0, tokens = 0;

@@ -36,5 +36,7 @@ def test_bad_counts_and_indices_are_named():
         _native.select_documents(counts, lengths, tokens[:3], np.array([0]))
     with pytest.raises(ValueError, match="adds up to 3 sentences, sentence_lengths has 2"):
         _native.select_documents(counts, lengths[:2], tokens, np.array([0]))
+    with pytest.raises(ValueError, match="sentence_lengths has a negative size"):
+        _native.select_documents(counts, np.array([2, -1, 3], np.int32), tokens, np.array([0]))
     with pytest.raises(TypeError):
         _native.select_documents(counts, lengths, tokens.astype(np.int64), np.array([0]))
