@@ -1,5 +1,5 @@
-// research.data._native: the pybind11 face of packing.h, sentences.h, select_documents.h, tfrecord.h and
-// blake2b.h. Inputs are borrowed from numpy without copies (C-contiguous arrays of the exact dtype;
+// research.data._native: the pybind11 face of packing.h, sentences.h, select_documents.h, tfrecord.h,
+// blake2b.h and unigram.h. Inputs are borrowed from numpy without copies (C-contiguous arrays of the exact dtype;
 // pybind11 refuses lossy casts with TypeError), the GIL is released while packing, and the outputs
 // are handed to numpy without copies.
 #include <pybind11/numpy.h>
@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string_view>
 #include <string>
 #include <utility>
@@ -19,6 +20,7 @@
 #include "select_documents.h"
 #include "sentences.h"
 #include "tfrecord.h"
+#include "unigram.h"
 
 namespace py = pybind11;
 
@@ -243,6 +245,47 @@ py::tuple SelectDocumentsPy(const CArray<int32_t>& num_sentences, const CArray<i
                         ToNumpy(std::move(out.tokens), {num_tokens}));
 }
 
+// A UnigramEncoder and the lock that serializes its calls (its word cache), taken without the GIL.
+struct LockedUnigramEncoder {
+  research::UnigramEncoder encoder;
+  std::mutex mutex;
+};
+
+// Encodes each str of `texts` it takes; returns (ids int32 [sum of lengths], lengths int64 [texts], the
+// indices of the texts it refused (their length is 0), int64).
+py::tuple UnigramEncodePy(LockedUnigramEncoder& locked, const py::list& texts) {
+  std::vector<std::pair<const char*, size_t>> views;
+  views.reserve(texts.size());
+  for (const py::handle& text : texts) {
+    if (!PyUnicode_Check(text.ptr())) {
+      throw py::type_error("encode takes a list of str, got an item of type " + std::string(Py_TYPE(text.ptr())->tp_name));
+    }
+    // Only ASCII strings are taken, and their UTF-8 is their own data: no conversion, no copy.
+    const bool ascii = PyUnicode_IS_ASCII(text.ptr());
+    views.emplace_back(ascii ? static_cast<const char*>(PyUnicode_DATA(text.ptr())) : nullptr,
+                       ascii ? static_cast<size_t>(PyUnicode_GET_LENGTH(text.ptr())) : 0);
+  }
+  std::vector<int32_t> ids;
+  std::vector<int64_t> lengths, refused;
+  lengths.reserve(views.size());
+  {
+    py::gil_scoped_release release;
+    const std::lock_guard<std::mutex> lock(locked.mutex);
+    for (size_t i = 0; i < views.size(); ++i) {
+      const size_t before = ids.size();
+      if (views[i].first == nullptr || !locked.encoder.Encode(views[i].first, views[i].second, &ids)) {
+        refused.push_back(static_cast<int64_t>(i));
+      }
+      lengths.push_back(static_cast<int64_t>(ids.size() - before));
+    }
+  }
+  const auto num_ids = static_cast<py::ssize_t>(ids.size());
+  const auto num_texts = static_cast<py::ssize_t>(lengths.size());
+  const auto num_refused = static_cast<py::ssize_t>(refused.size());
+  return py::make_tuple(ToNumpy(std::move(ids), {num_ids}), ToNumpy(std::move(lengths), {num_texts}),
+                        ToNumpy(std::move(refused), {num_refused}));
+}
+
 uint32_t Crc32cPy(const py::bytes& data) {
   const std::string_view view(data);
   return research::Crc32c(view.data(), view.size());
@@ -332,5 +375,40 @@ Raises:
 )doc");
   m.def("select_documents", &SelectDocumentsPy<int32_t>, py::arg("num_sentences"), py::arg("sentence_lengths"),
         py::arg("tokens").noconvert(), py::arg("selected"));
+  py::class_<LockedUnigramEncoder>(m, "UnigramEncoder", R"doc(SentencePiece's unigram Viterbi for printable-ASCII
+sentences, with a cache of words, ids written to flat arrays (see ops/native/unigram.h and
+research/data/unigram_encoder.py). Calls from several threads take turns.)doc")
+      .def(py::init([](const std::vector<py::bytes>& pieces, const std::vector<float>& scores,
+                       const std::vector<bool>& in_lattice, int32_t unk_id, float min_score,
+                       size_t max_cached_words) {
+             if (scores.size() != pieces.size() || in_lattice.size() != pieces.size()) {
+               throw std::invalid_argument("pieces, scores and in_lattice must have one item per piece");
+             }
+             if (unk_id < 0 || static_cast<size_t>(unk_id) >= pieces.size()) {
+               throw std::invalid_argument("unk_id " + std::to_string(unk_id) + " is not a piece id");
+             }
+             std::vector<std::string> piece_strings(pieces.begin(), pieces.end());
+             return std::unique_ptr<LockedUnigramEncoder>(new LockedUnigramEncoder{
+                 research::UnigramEncoder(piece_strings, scores, in_lattice, unk_id, min_score, max_cached_words), {}});
+           }),
+           py::arg("pieces"), py::arg("scores"), py::arg("in_lattice"), py::arg("unk_id"), py::arg("min_score"),
+           py::arg("max_cached_words"))
+      .def("encode", &UnigramEncodePy, py::arg("texts"),
+           R"doc((ids int32, lengths int64 [len(texts)], refused int64): the ids of every text taken, one after the
+other; the indices of the texts refused (other characters or spacing), whose length is 0.)doc")
+      .def_property_readonly("caches_words", [](LockedUnigramEncoder& locked) {
+             return locked.encoder.caches_words();
+           }, "Whether the model lets words be cached (no piece holds '▁' inside, '▁' is a piece) and the cache is on.")
+      .def("cache_stats", [](LockedUnigramEncoder& locked) {
+             const std::lock_guard<std::mutex> lock(locked.mutex);
+             const auto& stats = locked.encoder.cache_stats();
+             py::dict out;
+             out["hits"] = stats.hits;
+             out["misses"] = stats.misses;
+             out["whole_sentences"] = stats.whole_sentences;
+             out["clears"] = stats.clears;
+             return out;
+           }, R"doc(dict: words found in the cache, words encoded (and cached unless longer than 24 bytes or of more than 6 pieces), sentences
+run through the whole Viterbi because a word's choice was within float rounding, and cache clears.)doc");
   m.def("crc32c", &Crc32cPy, py::arg("data"), "CRC32C (Castagnoli) of bytes, unmasked.");
 }

@@ -62,7 +62,7 @@ class BucketLayout:
 @dataclasses.dataclass(frozen=True)
 class BuildSettings:
     """What both steps need; picklable, so that worker processes and Beam workers receive it."""
-    tokenizer: object  # encode_batch(texts, num_threads) plus pad_id, cls_id, sep_id, vocab_size
+    tokenizer: object  # encode_batch(texts, num_threads) (or encode_flat) plus pad_id, cls_id, sep_id, vocab_size
     boundary: text_input.DocumentBoundary
     layout: BucketLayout
     seq_len: int
@@ -169,9 +169,12 @@ def tokenize_block(block, settings, num_threads=1):
     with _cyclic_gc_paused():
         texts, flat, num_sentences = text_input.split_documents(block, settings.boundary, text_stats)
         stats.bad_lines, stats.text_bytes = text_stats.bad_lines, text_stats.text_bytes
-        encoded = settings.tokenizer.encode_batch(flat, num_threads=num_threads) if flat else []
-        tokens, sentence_lengths = _native.flatten_ids(encoded)
-        del encoded, flat
+        if hasattr(settings.tokenizer, "encode_flat"):
+            tokens, sentence_lengths = settings.tokenizer.encode_flat(flat, num_threads=num_threads)
+        else:
+            tokens, sentence_lengths = _native.flatten_ids(
+                settings.tokenizer.encode_batch(flat, num_threads=num_threads) if flat else [])
+        del flat
     tokens = tokens.astype(settings.token_dtype)
     token_offsets = np.concatenate([[0], np.cumsum(sentence_lengths)])
     sentence_ends = np.cumsum(num_sentences)

@@ -19,6 +19,8 @@ import re
 import numpy as np
 import sentencepiece as spm
 
+from research.data import unigram_encoder
+
 PAD_ID, PAD = 0, "[PAD]"
 UNK_ID, UNK = 1, "[UNK]"
 CLS_ID, CLS = 2, "[CLS]"
@@ -118,6 +120,7 @@ class Tokenizer:
         self._word_starts = np.array(
             [self._sp.id_to_piece(i).startswith(WORD_START) and not self._is_special(i)
              for i in range(self.vocab_size)], dtype=bool)
+        self._unigram = unigram_encoder.build(self._sp)
 
     def __getstate__(self):
         """Pickles as the model's bytes, so that worker processes get the same model without
@@ -151,6 +154,19 @@ class Tokenizer:
         """Returns one id list per text (list[list[int]]), encoded on `num_threads` threads
         (default: every CPU)."""
         return self._sp.encode(list(texts), num_threads=num_threads or os.cpu_count() or 1)
+
+    def encode_flat(self, texts, num_threads=None):
+        """Returns `(tokens, lengths)`: the ids of every text as `encode_batch` gives them, one after
+        the other (int32 [sum of lengths]), and their counts (int64 [len(texts)]). Printable-ASCII
+        texts go through the exact native unigram encoder when the model has one (much faster; see
+        research/data/unigram_encoder.py), the others through sentencepiece on `num_threads` threads."""
+        from research.data import _native  # pylint: disable=import-outside-toplevel
+        texts = list(texts)
+        num_threads = num_threads or os.cpu_count() or 1
+        if self._unigram is None:
+            tokens, lengths = _native.flatten_ids(self._sp.encode(texts, num_threads=num_threads))
+            return tokens, lengths
+        return unigram_encoder.encode_flat(self._sp, self._unigram, texts, num_threads)
 
     def encode_with_word_starts(self, text):
         """Returns `(ids, starts)`: list[int] and list[bool], starts[i] telling whether ids[i]
