@@ -85,10 +85,10 @@ def read_model(model_proto):
     return pieces, scores, types, model_type, normalizer
 
 
-def build(processor, max_cached_words=MAX_CACHED_WORDS):
+def build(processor, max_cached_words=None):
     """A native UnigramEncoder that encodes as `processor` (a SentencePieceProcessor) does, or None
-    when the model is not one it covers (see the module docstring). `max_cached_words`: 0 for no
-    word cache."""
+    when the model is not one it covers (see the module docstring). `max_cached_words`: words kept
+    before the cache is emptied (default MAX_CACHED_WORDS; 0: no word cache)."""
     from research.data import _native  # pylint: disable=import-outside-toplevel
     pieces, scores, types, model_type, normalizer = read_model(processor.serialized_model_proto())
     whitespace_defaults = all(_last(normalizer, number, 1) == 1 for number in (3, 4, 5))
@@ -98,7 +98,8 @@ def build(processor, max_cached_words=MAX_CACHED_WORDS):
         return None
     normal_scores = [s for s, t in zip(scores, types) if t == _NORMAL]
     encoder = _native.UnigramEncoder(pieces, scores, [t == _NORMAL for t in types], types.index(_UNKNOWN),
-                                     min(normal_scores), max_cached_words)
+                                     min(normal_scores),
+                                     MAX_CACHED_WORDS if max_cached_words is None else max_cached_words)
     probes = _PRINTABLE_ASCII + [f"x{a}{b}x" for a in _PRINTABLE_ASCII for b in _PRINTABLE_ASCII]
     probes += ["Emma Woodhouse, handsome, clever, and rich, with a comfortable home", "I.", "a  b", " a", "a "]
     tokens, lengths = encode_flat(processor, encoder, probes)
