@@ -1,7 +1,7 @@
 """The record builder's speed and memory: packer, whole runs against google-research/bert, workers, Beam, peak RSS.
 
     python benchmarks/data_bench.py --bench=packer [--input=third_party/austen/austen.txt]
-    python benchmarks/data_bench.py --bench=reference,workers,rss,beam --copies=50 \\
+    python benchmarks/data_bench.py --bench=reference,workers,rss,beam,encoder --copies=50 \\
         --bert_path=DIR --beam_python=PYTHON [--scratch=DIR] [--write_results]
 
 packer:    `pack_examples` in every mode, native (C++) against its Python twin (target >= 20x).
@@ -18,6 +18,11 @@ reference: whole runs, one process each, of `python -m research.data.build_pretr
 workers:   ours with 1 and 2 worker processes, alternated, --repeats each (target >= 1.7x on 2 cores).
 rss:       peak RSS of the builder's main process and of its largest worker, at --copies and at
            10x --copies of the text (target: no growth, <= 1 GB).
+encoder:   tokenizing the --copies corpus (split as the builder splits it, in 4 MB blocks) three ways,
+           alternated, best of --repeats + 1: the native unigram encoder with one word cache for the
+           whole corpus (as the builder runs it), the same with a fresh cache for every block (as if
+           every block were new text: the repeated corpus cannot flatter the cache), and SentencePiece's
+           own batch encode plus flattening; the caches' hit rates.
 beam:      the Beam pipeline (DirectRunner, multi_processing, 2 workers) in --beam_python's environment
            (apache-beam installed) beside the local builder with 2 workers, on --beam_copies copies.
 Every figure is printed with wall and CPU seconds; --write_results updates benchmarks/RESULTS.md.
@@ -38,14 +43,14 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _report  # noqa: E402
 
-from research.data import text_input  # noqa: E402
+from research.data import _native, text_input  # noqa: E402
 from research.data.packing import MODES, pack_examples  # noqa: E402
 from research.data.tokenizer import WORD_START, Tokenizer, train_sentencepiece  # noqa: E402
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _AUSTEN = os.path.join(_REPO, "third_party", "austen", "austen.txt")
 
-flags.DEFINE_list("bench", ["packer"], "Any of packer, reference, workers, rss, beam.")
+flags.DEFINE_list("bench", ["packer"], "Any of packer, reference, workers, rss, beam, encoder.")
 flags.DEFINE_string("input", _AUSTEN, "packer: text corpus.")
 flags.DEFINE_string("spm_model", None, "SentencePiece model; an 8k one is trained on the Austen text when unset.")
 flags.DEFINE_integer("seq_len", 128, "Example length.")
@@ -283,6 +288,50 @@ def bench_rss(scratch):
     return text
 
 
+def _encode_all(tokenizers, blocks):
+    """Seconds to encode every block (block i with tokenizers[i % len]) and the caches' hit rate."""
+    before = [t._unigram.cache_stats() for t in tokenizers]  # pylint: disable=protected-access
+    start = time.perf_counter()
+    for i, sentences in enumerate(blocks):
+        tokenizers[i % len(tokenizers)].encode_flat(sentences, num_threads=1)
+    seconds = time.perf_counter() - start
+    after = [t._unigram.cache_stats() for t in tokenizers]  # pylint: disable=protected-access
+    hits = sum(a["hits"] - b["hits"] for a, b in zip(after, before))
+    misses = sum(a["misses"] - b["misses"] for a, b in zip(after, before))
+    return seconds, hits / max(1, hits + misses)
+
+
+def bench_encoder(scratch):
+    spm_model, corpus, _, _ = _scratch_files(scratch, FLAGS.copies)
+    boundary = text_input.DocumentBoundary()
+    blocks = [text_input.split_documents(block, boundary, text_input.TextStats())[1]
+              for block in text_input.read_blocks([corpus], boundary, 4 << 20)]
+    tokenizer = Tokenizer(spm_model)
+    sentencepiece = tokenizer._sp  # pylint: disable=protected-access
+    if tokenizer._unigram is None:  # pylint: disable=protected-access
+        raise app.UsageError(f"{spm_model} is not a model the native encoder takes (see unigram_encoder.py)")
+    best = {}
+    for _ in range(FLAGS.repeats + 1):
+        one = _encode_all([Tokenizer(spm_model)], blocks)
+        fresh = _encode_all([Tokenizer(spm_model) for _ in blocks], blocks)
+        start = time.perf_counter()
+        for sentences in blocks:
+            _native.flatten_ids(sentencepiece.encode(sentences, num_threads=1))
+        reference = (time.perf_counter() - start, None)
+        for name, (seconds, hit_rate) in (("one cache", one), ("fresh cache per block", fresh),
+                                          ("sentencepiece", reference)):
+            best[name] = (min(seconds, best.get(name, (seconds,))[0]), hit_rate)
+        print({name: f"{seconds:.3f} s" for name, (seconds, _) in best.items()}, flush=True)
+    text = (f"Austen x{FLAGS.copies} ({os.path.getsize(corpus) / 1e6:.0f} MB) in {len(blocks)} blocks "
+            f"({os.path.getsize(corpus) / len(blocks) / 1e6:.1f} MB each on average: read_blocks asked for 4 MB), "
+            f"one thread, best of {FLAGS.repeats + 1} alternated.\n\n"
+            "| encoder | seconds | word cache hit rate | vs sentencepiece |\n|---|---:|---:|---:|\n" +
+            "".join(f"| {name} | {seconds:.3f} | {'-' if rate is None else f'{rate:.1%}'} | "
+                    f"{best['sentencepiece'][0] / seconds:.1f}x |\n" for name, (seconds, rate) in best.items()))
+    print(text)
+    return text
+
+
 def bench_beam(scratch):
     spm_model, corpus, _, _ = _scratch_files(scratch, FLAGS.beam_copies)
     wall_local, _, info = _ours(corpus, spm_model, os.path.join(scratch, "ours"), 2)
@@ -326,8 +375,11 @@ def main(argv):
             if not FLAGS.beam_python:
                 raise app.UsageError("--bench=beam needs --beam_python (a Python with apache-beam)")
             sections["Record builder on Apache Beam (data_bench.py --bench=beam)"] = bench_beam(scratch)
+        elif bench == "encoder":
+            sections["Unigram encoder and its word cache (data_bench.py --bench=encoder)"] = bench_encoder(scratch)
         else:
-            raise app.UsageError(f"unknown --bench {bench!r}; expected packer, reference, workers, rss, beam")
+            raise app.UsageError(f"unknown --bench {bench!r}; expected packer, reference, workers, rss, beam, "
+                                 "encoder")
     if FLAGS.write_results:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=_REPO, check=False).stdout.strip()
