@@ -258,7 +258,8 @@ py::tuple UnigramEncodePy(LockedUnigramEncoder& locked, const py::list& texts) {
   views.reserve(texts.size());
   for (const py::handle& text : texts) {
     if (!PyUnicode_Check(text.ptr())) {
-      throw py::type_error("encode takes a list of str, got an item of type " + std::string(Py_TYPE(text.ptr())->tp_name));
+      throw py::type_error("encode takes a list of str, got an item of type " +
+                           std::string(Py_TYPE(text.ptr())->tp_name));
     }
     // Only ASCII strings are taken, and their UTF-8 is their own data: no conversion, no copy.
     const bool ascii = PyUnicode_IS_ASCII(text.ptr());
@@ -398,7 +399,8 @@ research/data/unigram_encoder.py). Calls from several threads take turns.)doc")
 other; the indices of the texts refused (other characters or spacing), whose length is 0.)doc")
       .def_property_readonly("caches_words", [](LockedUnigramEncoder& locked) {
              return locked.encoder.caches_words();
-           }, "Whether the model lets words be cached (no piece holds '▁' inside, '▁' is a piece) and the cache is on.")
+           }, R"doc(Whether the model lets words be cached (no piece holds '▁' inside, '▁' is a piece) and the
+cache is on.)doc")
       .def("cache_stats", [](LockedUnigramEncoder& locked) {
              const std::lock_guard<std::mutex> lock(locked.mutex);
              const auto& stats = locked.encoder.cache_stats();
@@ -408,7 +410,7 @@ other; the indices of the texts refused (other characters or spacing), whose len
              out["whole_sentences"] = stats.whole_sentences;
              out["clears"] = stats.clears;
              return out;
-           }, R"doc(dict: words found in the cache, words encoded (and cached unless longer than 24 bytes or of more than 6 pieces), sentences
-run through the whole Viterbi because a word's choice was within float rounding, and cache clears.)doc");
+           }, R"doc(dict: words found in the cache, words encoded (and cached unless longer than 24 bytes or of
+more than 6 pieces), sentences run through the whole Viterbi because a word's choice was within float rounding, and cache clears.)doc");
   m.def("crc32c", &Crc32cPy, py::arg("data"), "CRC32C (Castagnoli) of bytes, unmasked.");
 }

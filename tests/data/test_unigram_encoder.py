@@ -63,7 +63,8 @@ def test_other_model_types_go_to_sentencepiece(tmp_path, corpus_file):
     bpe = Tokenizer(train_sentencepiece([corpus_file], tmp_path / "bpe", vocab_size=150, model_type="bpe"))
     assert bpe._unigram is None  # pylint: disable=protected-access
     assert_same_ids(bpe, ["Emma walks home.", "a b", ""])
-    _, _, types, model_type, _ = unigram_encoder.read_model(bpe._sp.serialized_model_proto())  # pylint: disable=protected-access
+    proto = bpe._sp.serialized_model_proto()  # pylint: disable=protected-access
+    _, _, types, model_type, _ = unigram_encoder.read_model(proto)
     assert model_type == 2 and types[:5] == [3, 2, 3, 3, 3]
 
 
@@ -119,3 +120,13 @@ def test_no_cache_where_words_are_not_independent():
     ids, lengths, refused = spanning.encode(["a b", "a b a b"])
     assert ids.tolist() == [4, 4, 4] and lengths.tolist() == [1, 2] and not len(refused)
     assert spanning.cache_stats()["hits"] == 0
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="unk_id 5 is not a piece id"):
+        _native.UnigramEncoder([b"a"], [-1.0], [True], 5, -1.0, 10)
+    with pytest.raises(ValueError, match="one item per piece"):
+        _native.UnigramEncoder([b"<unk>", b"a"], [-1.0], [False, True], 0, -1.0, 10)
+    encoder = _native.UnigramEncoder([b"<unk>", b"a"], [0.0, -1.0], [False, True], 0, -1.0, 10)
+    with pytest.raises(TypeError, match="got an item of type int"):
+        encoder.encode(["a", 3])
