@@ -229,7 +229,6 @@ bool UnigramEncoder::EncodeByWords(const char* text, size_t n, std::vector<int32
   return true;
 }
 
-
 UnigramEncoder::PathFacts UnigramEncoder::EncodeWord(const char* word, size_t size, uint32_t hash,
                                                      std::vector<int32_t>* ids) {
   const bool fits = size <= kCachedKeyBytes;
