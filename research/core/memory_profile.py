@@ -27,7 +27,11 @@ def peak_live_tensor_bytes(fn) -> int:
                     events.append((line.timestamp_ns * 1000 + event.offset_ps, kind == _ALLOCATION, stats["addr"],
                                    stats.get("requested_bytes", 0)))
     if not events:
-        raise RuntimeError("the profiler recorded no allocation events")
+        raise RuntimeError(
+            "the profiler recorded no allocation events: TensorFlow reports them from BFC allocators only, "
+            "which the CPU uses with oneDNN on (TF_ENABLE_ONEDNN_OPTS=1, the default once `research` is "
+            "imported before TensorFlow) or with TF_CPU_ALLOCATOR_USE_BFC=1; set one of them before "
+            "TensorFlow is first imported")
     live, current, peak = {}, 0, 0
     for _, allocation, address, size in sorted(events):
         if allocation:
