@@ -12,6 +12,11 @@ from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
+# Both sides of a comparison run with the oneDNN setting that importing `research` gives (TensorFlow's
+# own default leaves oneDNN off on CPUs without AVX-512 VNNI/BF16/AMX): children inherit this
+# environment whether they import TensorFlow or `research` first, and Model Garden's runs get it too.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 
 def time_runs(run_once, repeats):
     """Calls `run_once` `repeats` times after one warm-up call; returns the durations in seconds."""
@@ -34,20 +39,23 @@ def machine_record() -> dict:
     """When and where this process measures: save it with the run, so that a later rendering states the
     measurement's machine and date, not its own."""
     import tensorflow as tf
+    from tensorflow.python.util import _pywrap_util_port
     cpu = "unknown CPU"
     if os.path.exists("/proc/cpuinfo"):
         match = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
         cpu = match.group(1).strip() if match else cpu
     return {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "tensorflow": tf.__version__}
+            "python": platform.python_version(), "tensorflow": tf.__version__,
+            "onednn": bool(_pywrap_util_port.IsMklEnabled())}
 
 
 def describe_machine(record: dict | None) -> str:
     """One line from a `machine_record()`; a run saved without one says so instead of guessing."""
     if not record:
         return "date and machine not recorded in the saved run"
+    onednn = {True: ", oneDNN on", False: ", oneDNN off"}.get(record.get("onednn"), "")
     return (f"{record['date']}, {record['cpu']}, {record['cores']} cores, Python {record['python']}, "
-            f"TensorFlow {record['tensorflow']}")
+            f"TensorFlow {record['tensorflow']}{onednn}")
 
 
 def machine_description():
