@@ -8,7 +8,8 @@
 The tokenizer model comes from `python -m research.data.tokenizer` (see research/data/tokenizer.py).
 Input files are plain text, .gz or .bz2, read as a stream in blocks of whole documents (see
 research/data/text_input.py for document boundaries and sentence splitting). Two passes, each on
-`workers` processes (default: every CPU), memory bounded by a block and a bucket per worker:
+`workers` processes (default: every CPU; started as research/data/worker_pool.py says), memory
+bounded by a block and a bucket per worker:
   1. read, split, tokenize: every document is keyed by a hash of its text and the seed, which picks
      its split (about `validation_fraction` of the documents go to validation) and its bucket, and
      is spilled to a temporary file of its bucket (uint16 ids when they fit);
@@ -30,8 +31,8 @@ For Apache Beam runners see research/data/beam_pipeline.py.
 """
 import concurrent.futures
 import json
-import multiprocessing
 import os
+import pickle
 import shutil
 import tempfile
 import time
@@ -39,7 +40,7 @@ import time
 import numpy as np
 from absl import flags, logging
 
-from research.data import packing, record_shards, text_input
+from research.data import packing, record_shards, text_input, worker_pool
 from research.data.text_input import expand_input_pattern, split_sentences  # noqa: F401 (API)
 
 _LOG_EVERY_SECONDS = 10.0
@@ -96,6 +97,10 @@ _WORKER = {}
 
 
 def _init_worker(settings, spill_dir):
+    """`settings`: the BuildSettings, or the path of their pickle (spawned workers; see worker_pool)."""
+    if isinstance(settings, str):
+        with open(settings, "rb") as f:
+            settings = pickle.load(f)
     _WORKER.update(settings=settings, spill_dir=spill_dir, tag=f"{os.getpid()}")
 
 
@@ -127,27 +132,17 @@ def _pack_unit(unit, part_path):
     return stats
 
 
-class _InProcess:
-    """The executor interface for workers=1: runs everything here, in order."""
-
-    def __init__(self, settings, spill_dir):
-        _init_worker(settings, spill_dir)
-
-    def submit(self, fn, *args):
-        future = concurrent.futures.Future()
-        future.set_result(fn(*args))
-        return future
-
-    def shutdown(self, wait=True, cancel_futures=False):
-        del wait, cancel_futures
-
-
-def _make_executor(workers, settings, spill_dir):
+def _start_workers(workers, start_method, settings, spill_dir):
+    method, why = worker_pool.choose_start_method(start_method)
     if workers == 1:
-        return _InProcess(settings, spill_dir)
-    return concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker, initargs=(settings, spill_dir))
+        return worker_pool.make_executor(1, method, _init_worker, (settings, spill_dir)), method
+    logging.info("%d worker processes, started by %s (%s)", workers, method, why)
+    if method == "fork":  # the workers inherit the settings: nothing to pickle
+        return worker_pool.make_executor(workers, method, _init_worker, (settings, spill_dir)), method
+    path = os.path.join(spill_dir, "settings.pickle")
+    with open(path, "wb") as f:
+        pickle.dump(settings, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return worker_pool.make_executor(workers, method, _init_worker, (path, spill_dir)), method
 
 
 def _concatenate(parts, destination):
@@ -216,7 +211,7 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
                            packer="native", short_seq_prob=0.1, *, tokenizer=None,
                            document_boundary="blank_line", document_separator=None, workers=None,
                            validation_shards=1, num_tasks=1, task_index=0, bucket_megabytes=16,
-                           block_megabytes=2):
+                           block_megabytes=2, start_method="auto"):
     """Builds the records described in the module docstring and returns the metadata dict.
 
     Args:
@@ -233,22 +228,26 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
       packer: 'native' (C++) or 'python' (its twin; same output, much slower).
       short_seq_prob: pair modes: chance of a shorter target length per document.
       tokenizer: any object with `encode_batch(texts, num_threads=)` and `pad_id`, `cls_id`,
-        `sep_id`, `mask_id`, `unk_id`, `vocab_size` attributes (picklable when workers > 1);
-        overrides spm_model.
+        `sep_id`, `mask_id`, `unk_id`, `vocab_size` attributes (picklable when workers > 1 are
+        spawned); overrides spm_model.
       document_boundary, document_separator: see research/data/text_input.py.
       workers: processes for both passes (default: every CPU); the records do not depend on it.
       validation_shards: number of validation shards.
       num_tasks, task_index: this run is task `task_index` of `num_tasks` (see the docstring).
       bucket_megabytes: about the text per bucket, the most one worker packs at once.
       block_megabytes: about the text per block, the most one worker tokenizes at once.
+      start_method: how workers start: 'auto' (fork where safe, else spawn; see
+        research/data/worker_pool.py), 'fork', 'spawn' or 'forkserver'.
 
     Raises:
       ValueError: a bad argument (named), or input without any token.
       FileNotFoundError: an input glob matching nothing, or a missing spm model.
+      RuntimeError: a worker process died (the message says what to check).
     """
     workers = workers or os.cpu_count() or 1
     _validate(mode, seq_len, shards, validation_shards, validation_fraction, seed, packer, workers,
               num_tasks, task_index)
+    worker_pool.choose_start_method(start_method)  # a bad value fails before any work
     boundary = text_input.DocumentBoundary(document_boundary, document_separator)
     all_paths = expand_input_pattern(input_pattern)
     if num_tasks > len(all_paths):
@@ -271,8 +270,9 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
     final_names = [n for split in record_shards.SPLITS for n in names[split]] + [metadata_name]
     spill_dir = tempfile.mkdtemp(prefix=".tmp-spill-", dir=output_dir)
     temporary = {name: os.path.join(output_dir, f".tmp-{name}") for name in final_names}
-    executor = _make_executor(workers, settings, spill_dir)
+    executor = method = None
     try:
+        executor, method = _start_workers(workers, start_method, settings, spill_dir)
         for split in record_shards.SPLITS:
             for bucket in range(layout.buckets(split)):
                 os.makedirs(_bucket_dir(spill_dir, split, bucket))
@@ -293,17 +293,21 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
             f.write("\n")
         for name in final_names:
             os.replace(temporary[name], os.path.join(output_dir, name))
-    except BaseException:
-        executor.shutdown(wait=True, cancel_futures=True)
+    except BaseException as error:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
         for path in temporary.values():
             if os.path.exists(path):
                 os.remove(path)
         for name in os.listdir(output_dir):
             if name.startswith(".tmp-part-"):
                 os.remove(os.path.join(output_dir, name))
+        if isinstance(error, concurrent.futures.process.BrokenProcessPool):
+            raise worker_pool.worker_died_error(method) from error
         raise
     finally:
-        executor.shutdown(wait=True)
+        if executor is not None:
+            executor.shutdown(wait=True)
         shutil.rmtree(spill_dir, ignore_errors=True)
     _log_summary(metadata, read_seconds, metadata["seconds"])
     return metadata
@@ -419,6 +423,8 @@ def _define_flags():
     flags.DEFINE_integer("num_tasks", 1, "Number of tasks of an array job sharing the input files.")
     flags.DEFINE_integer("task_index", 0, "This task's index in [0, num_tasks).")
     flags.DEFINE_integer("bucket_megabytes", 16, "About the text one worker packs at once.")
+    flags.DEFINE_enum("start_method", "auto", list(worker_pool.START_METHODS), "How worker processes "
+                      "start: auto is fork where safe (this command always is, on Linux), else spawn.")
 
 
 def main(argv):
@@ -429,7 +435,8 @@ def main(argv):
                            document_boundary=f.document_boundary,
                            document_separator=f.document_separator, workers=f.workers,
                            validation_shards=f.validation_shards, num_tasks=f.num_tasks,
-                           task_index=f.task_index, bucket_megabytes=f.bucket_megabytes)
+                           task_index=f.task_index, bucket_megabytes=f.bucket_megabytes,
+                           start_method=f.start_method)
 
 
 if __name__ == "__main__":

@@ -107,8 +107,8 @@ def test_records_do_not_depend_on_workers_blocks_or_packer(tmp_path, input_dir, 
     reference, metadata = build("one", workers=1)
     assert metadata["buckets_per_shard"]["train"] > 1  # shards are several buckets joined
     assert reference == build("again", workers=1)[0]
-    assert reference == build("two", workers=2, block_megabytes=0.001)[0]
-    assert reference == build("three", workers=3, block_megabytes=0.0005)[0]
+    assert reference == build("two", workers=2, block_megabytes=0.001, start_method="fork")[0]
+    assert reference == build("three", workers=3, block_megabytes=0.0005, start_method="spawn")[0]
     if mode == "segment_pair":
         assert reference == build("python", workers=1, packer="python")[0]
     assert build("seed", workers=1, seed=4)[0] != reference
@@ -255,6 +255,7 @@ def test_write_error_leaves_no_files(tmp_path, input_dir, spm_model, monkeypatch
     (dict(packer="gpu"), ValueError, "unknown packer 'gpu'"),
     (dict(seed=-3), ValueError, "seed must be in"),
     (dict(workers=-1), ValueError, "workers must be at least 1, got -1"),
+    (dict(start_method="thread"), ValueError, "start_method must be one of auto, .* got 'thread'"),
     (dict(num_tasks=2, task_index=2), ValueError, "task_index=2, num_tasks=2"),
     (dict(num_tasks=3), ValueError, "num_tasks=3 is more than the 2 input files"),
     (dict(document_boundary="page"), ValueError, "unknown document boundary 'page'"),
