@@ -29,13 +29,13 @@ On a cluster without a shared engine (array jobs), run the same command with --n
 train-taskIIIII-of-KKKKK-SSSSS-of-NNNNN.tfrecord shards and metadata-taskIIIII-of-KKKKK.json.
 For Apache Beam runners see research/data/beam_pipeline.py.
 """
-import concurrent.futures
 import json
 import os
 import pickle
 import shutil
 import tempfile
 import time
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 from absl import flags, logging
@@ -133,16 +133,17 @@ def _pack_unit(unit, part_path):
 
 
 def _start_workers(workers, start_method, settings, spill_dir):
+    """Returns (executor, start method). Forked workers inherit the settings; spawned ones read them
+    from a file, so that what goes down their start-up pipe stays small (see worker_pool)."""
     method, why = worker_pool.choose_start_method(start_method)
-    if workers == 1:
-        return worker_pool.make_executor(1, method, _init_worker, (settings, spill_dir)), method
-    logging.info("%d worker processes, started by %s (%s)", workers, method, why)
-    if method == "fork":  # the workers inherit the settings: nothing to pickle
-        return worker_pool.make_executor(workers, method, _init_worker, (settings, spill_dir)), method
-    path = os.path.join(spill_dir, "settings.pickle")
-    with open(path, "wb") as f:
-        pickle.dump(settings, f, protocol=pickle.HIGHEST_PROTOCOL)
-    return worker_pool.make_executor(workers, method, _init_worker, (path, spill_dir)), method
+    initargs = (settings, spill_dir)
+    if workers > 1:
+        logging.info("%d worker processes, started by %s (%s)", workers, method, why)
+        if method != "fork":
+            initargs = (os.path.join(spill_dir, "settings.pickle"), spill_dir)
+            with open(initargs[0], "wb") as f:
+                pickle.dump(settings, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return worker_pool.make_executor(workers, method, _init_worker, initargs), method
 
 
 def _concatenate(parts, destination):
@@ -302,7 +303,7 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
         for name in os.listdir(output_dir):
             if name.startswith(".tmp-part-"):
                 os.remove(os.path.join(output_dir, name))
-        if isinstance(error, concurrent.futures.process.BrokenProcessPool):
+        if isinstance(error, BrokenProcessPool):
             raise worker_pool.worker_died_error(method) from error
         raise
     finally:
