@@ -3,10 +3,11 @@
 Starting a worker by `spawn` costs a fresh interpreter, its imports and a rebuilt tokenizer: about
 0.5 s of a core each, which on a 2-core machine held 2 workers to 1.6x one (RESULTS.md). `fork`
 starts them at once, sharing the tokenizer already loaded, but forking a process whose other threads
-may hold locks can deadlock the child. So `auto` forks only where that is known not to happen:
+may hold locks can deadlock the child. So `auto` forks only where no thread we know of can hold one:
 
   - fork: on Linux, when this process runs no other Python thread and has not imported TensorFlow
-    (whose C++ thread pools run beside Python); the command-line builder is always such a process;
+    (whose C++ thread pools run beside Python); the command-line builder is always such a process
+    (numpy's OpenBLAS threads are there too, but OpenBLAS stops them around a fork);
   - spawn: otherwise (macOS, Windows, inside a threaded server or a notebook running TensorFlow).
 
 Either way the records are the same (tests hold this).
@@ -37,7 +38,7 @@ def choose_start_method(requested="auto"):
         return "spawn", "TensorFlow is loaded in this process and its threads may hold locks at a fork"
     if threading.active_count() > 1:
         return "spawn", f"{threading.active_count()} Python threads run in this process"
-    return "fork", "a single-threaded process on Linux"
+    return "fork", "no other Python thread and no TensorFlow in this process, on Linux"
 
 
 class InProcess:

@@ -75,4 +75,5 @@ def test_a_forked_build_needs_no_main_guard(tmp_path, corpus_file, spm_model):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "built"
     if sys.platform.startswith("linux"):
-        assert "2 worker processes, started by fork (a single-threaded process on Linux)" in result.stderr
+        assert ("2 worker processes, started by fork (no other Python thread and no TensorFlow in this "
+                "process, on Linux)") in result.stderr
