@@ -132,10 +132,9 @@ def _pack_unit(unit, part_path):
     return stats
 
 
-def _start_workers(workers, start_method, settings, spill_dir):
-    """Returns (executor, start method). Forked workers inherit the settings; spawned ones read them
-    from a file, so that what goes down their start-up pipe stays small (see worker_pool)."""
-    method, why = worker_pool.choose_start_method(start_method)
+def _start_workers(workers, method, why, settings, spill_dir):
+    """Returns the executor. Forked workers inherit the settings; spawned ones read them from a
+    file, so that what goes down their start-up pipe stays small (see worker_pool)."""
     initargs = (settings, spill_dir)
     if workers > 1:
         logging.info("%d worker processes, started by %s (%s)", workers, method, why)
@@ -143,7 +142,7 @@ def _start_workers(workers, start_method, settings, spill_dir):
             initargs = (os.path.join(spill_dir, "settings.pickle"), spill_dir)
             with open(initargs[0], "wb") as f:
                 pickle.dump(settings, f, protocol=pickle.HIGHEST_PROTOCOL)
-    return worker_pool.make_executor(workers, method, _init_worker, initargs), method
+    return worker_pool.make_executor(workers, method, _init_worker, initargs)
 
 
 def _concatenate(parts, destination):
@@ -248,7 +247,7 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
     workers = workers or os.cpu_count() or 1
     _validate(mode, seq_len, shards, validation_shards, validation_fraction, seed, packer, workers,
               num_tasks, task_index)
-    worker_pool.choose_start_method(start_method)  # a bad value fails before any work
+    method, why = worker_pool.choose_start_method(start_method)
     boundary = text_input.DocumentBoundary(document_boundary, document_separator)
     all_paths = expand_input_pattern(input_pattern)
     if num_tasks > len(all_paths):
@@ -271,9 +270,9 @@ def build_pretraining_data(input_pattern, spm_model, output_dir, seq_len=128, sh
     final_names = [n for split in record_shards.SPLITS for n in names[split]] + [metadata_name]
     spill_dir = tempfile.mkdtemp(prefix=".tmp-spill-", dir=output_dir)
     temporary = {name: os.path.join(output_dir, f".tmp-{name}") for name in final_names}
-    executor = method = None
+    executor = None
     try:
-        executor, method = _start_workers(workers, start_method, settings, spill_dir)
+        executor = _start_workers(workers, method, why, settings, spill_dir)
         for split in record_shards.SPLITS:
             for bucket in range(layout.buckets(split)):
                 os.makedirs(_bucket_dir(spill_dir, split, bucket))
