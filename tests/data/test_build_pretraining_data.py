@@ -51,8 +51,10 @@ def test_cli_end_to_end(tmp_path, input_dir, spm_model):
         [sys.executable, "-m", "research.data.build_pretraining_data",
          f"--input={input_dir}/*.txt", f"--spm_model={spm_model}", f"--output_dir={output_dir}",
          f"--seq_len={SEQ_LEN}", "--shards=3", "--mode=next_sentence", "--validation_fraction=0.2",
-         "--seed=5", "--workers=2"], capture_output=True, text=True, timeout=300, check=False)
+         "--seed=5", "--workers=2", "--start_method=spawn"], capture_output=True, text=True, timeout=300,
+        check=False)
     assert result.returncode == 0, result.stderr
+    assert "2 worker processes, started by spawn (as asked)" in result.stderr
     assert "skipped: 1 lines not valid UTF-8" in result.stderr
     assert "(a blank line ends a document)" in result.stderr
     assert "TensorFlow is not used" in result.stderr
